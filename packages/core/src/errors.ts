@@ -53,8 +53,8 @@ export class KeyholeError extends Error {
     if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
-  /** Seconds the caller should wait, for `rate_limited`. */
-  retryAfterSeconds?: number;
+  /** Seconds the caller should wait, for `rate_limited` (an own property only when set). */
+  declare retryAfterSeconds?: number;
 
   /** HTTP status for wire codes, 500 for client-side codes (which must never reach the wire). */
   get status(): number {

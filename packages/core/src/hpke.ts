@@ -18,9 +18,10 @@ export interface RecipientKeyPair {
   readonly keyPair: Awaited<ReturnType<typeof suite.kem.deriveKeyPair>>;
 }
 
-// @hpke/core takes ArrayBuffers.
+// @hpke/core takes ArrayBuffers. Copy through the Uint8Array constructor: a Node Buffer's
+// `slice()` is a view, and its `.buffer` is the whole shared 8 KiB pool, not these bytes.
 function ab(bytes: Uint8Array): ArrayBuffer {
-  return bytes.slice().buffer as ArrayBuffer;
+  return new Uint8Array(bytes).buffer as ArrayBuffer;
 }
 
 /** RFC 9180 §7.1.3 DeriveKeyPair(ikm) for X25519. */
