@@ -1,0 +1,113 @@
+/**
+ * `keyhole server`: run the Keyhole server in this process until SIGINT/SIGTERM. The server
+ * package is loaded only here and in `dev`, so owner commands start fast and never load it.
+ */
+import { join, resolve } from "node:path";
+import { KeyholeError } from "@keyhole/core";
+import type { RunningServer, ServerOptions } from "@keyhole/server";
+import { type Command, parseInteger, parseOrHelp, stringOption, usageError } from "../args.js";
+import { type Io, note } from "../io.js";
+import { keyholeHome } from "../owner/config.js";
+
+const USAGE = `Usage: keyhole server [--data-dir DIR] [--host 127.0.0.1] [--port 8250]
+                      [--tls-cert FILE --tls-key FILE] [--log-level info]
+
+Run the Keyhole server (embedded SQLite in DIR) until Ctrl-C. On first start it prints
+a one-time bootstrap code and writes it to DIR/bootstrap-code (mode 0600); the first
+\`keyhole init\` must present it, so nobody else can claim a fresh server.
+
+Options:
+  --data-dir DIR     where the database and keys live (default $KEYHOLE_HOME/server-data,
+                     i.e. ~/.keyhole/server-data)
+  --host HOST        address to listen on (default 127.0.0.1)
+  --port PORT        port to listen on, 0 for any free port (default 8250)
+  --tls-cert FILE    serve HTTPS with this PEM certificate (needs --tls-key)
+  --tls-key FILE     the PEM private key of --tls-cert
+  --log-level LEVEL  silent, error, info or debug (default info)
+  -h, --help         show this help
+`;
+
+const LOG_LEVELS = ["silent", "error", "info", "debug"] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Starts the server, turning the usual listen failures into one clear line. */
+export async function startServerForCli(options: ServerOptions): Promise<RunningServer> {
+  const { startServer } = await import("@keyhole/server");
+  try {
+    return await startServer(options);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const where = `${options.host ?? "127.0.0.1"}:${options.port ?? 8250}`;
+    if (code === "EADDRINUSE") {
+      throw new KeyholeError("config_error", `${where} is already in use (try --port)`);
+    }
+    if (code === "EACCES") {
+      throw new KeyholeError("config_error", `not allowed to listen on ${where}`);
+    }
+    if (code === "EADDRNOTAVAIL") {
+      throw new KeyholeError(
+        "config_error",
+        `${options.host ?? ""} is not an address of this machine`,
+      );
+    }
+    throw error;
+  }
+}
+
+/** The lines that tell the operator how to claim a fresh server. */
+export function bootstrapLines(url: string, dataDir: string, code: string): string[] {
+  return [
+    `bootstrap code: ${code}`,
+    `  (also in ${join(dataDir, "bootstrap-code")}, mode 0600; valid until the first init)`,
+    `  claim this server with: keyhole init --addr ${url} --bootstrap-code ${code}`,
+  ];
+}
+
+async function run(argv: readonly string[], io: Io): Promise<number> {
+  const args = parseOrHelp(io, USAGE, argv, {
+    "data-dir": { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (args === null) return 0;
+  const dataDirOption = stringOption(args, "data-dir");
+  const dataDir =
+    dataDirOption === undefined
+      ? join(keyholeHome(io), "server-data")
+      : resolve(io.cwd, dataDirOption);
+  const host = stringOption(args, "host") ?? "127.0.0.1";
+  const portText = stringOption(args, "port");
+  const port = portText === undefined ? 8250 : parseInteger(portText, "--port", 0, 65535);
+  const tlsCert = stringOption(args, "tls-cert");
+  const tlsKey = stringOption(args, "tls-key");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw usageError("--tls-cert and --tls-key go together");
+  }
+  const levelText = stringOption(args, "log-level") ?? "info";
+  if (!LOG_LEVELS.includes(levelText as LogLevel)) {
+    throw usageError("--log-level must be silent, error, info or debug");
+  }
+  const server = await startServerForCli({
+    dataDir,
+    host,
+    port,
+    logLevel: levelText as LogLevel,
+    log: (line) => note(io, line),
+    ...(tlsCert === undefined ? {} : { tlsCert: resolve(io.cwd, tlsCert) }),
+    ...(tlsKey === undefined ? {} : { tlsKey: resolve(io.cwd, tlsKey) }),
+  });
+  note(io, `keyhole server listening on ${server.url} (vault ${server.vaultId}, data ${dataDir})`);
+  if (server.bootstrapCode !== null) {
+    for (const line of bootstrapLines(server.url, dataDir, server.bootstrapCode)) note(io, line);
+  }
+  const signal = await io.waitForSignal();
+  note(io, `${signal}: shutting down`);
+  await server.close();
+  return 0;
+}
+
+/** `keyhole server`. */
+export const serverCommand: Command = { usage: USAGE, run };

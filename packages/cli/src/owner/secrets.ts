@@ -1,0 +1,194 @@
+/**
+ * Owner operations on secrets: store a new version (sealed under a fresh DEK, wrapped for the
+ * owner and for every granted agent whose key checks out), read one back, list, delete.
+ */
+import {
+  encodeBase64url,
+  isKeyholeError,
+  KeyholeError,
+  newId,
+  type SecretPutRequest,
+  type SecretSummary,
+} from "@keyhole/core";
+import type { OwnerSession } from "./session.js";
+import { checkAgentKey, checkVersion } from "./verify.js";
+import {
+  type OwnerSecretView,
+  parseHistory,
+  parsePutResponse,
+  parseSecretList,
+  parseSecretView,
+  type VersionView,
+} from "./views.js";
+import { closeVersion, grantFor, openOwnerVersion, readValue, sealNewVersion } from "./wrapping.js";
+
+/** First try plus three retries after a `409 conflict` (someone else wrote in between). */
+export const MAX_ATTEMPTS = 4;
+
+/** True when `error` is the server's `conflict` and another attempt is allowed. */
+export function shouldRetry(error: unknown, attempt: number): boolean {
+  return isKeyholeError(error) && error.code === "conflict" && attempt < MAX_ATTEMPTS;
+}
+
+/** `/v1/owner/secrets/<name>`. */
+export function secretPath(name: string): string {
+  return `/v1/owner/secrets/${encodeURIComponent(name)}`;
+}
+
+/** The owner's view of a secret, or null when there is none. */
+export async function getSecretView(
+  session: OwnerSession,
+  name: string,
+): Promise<OwnerSecretView | null> {
+  const body = await session.client.requestOrNull("GET", secretPath(name));
+  if (body === null) return null;
+  const view = parseSecretView(body);
+  if (view.name !== name) {
+    throw new KeyholeError("untrusted_server", "the server answered for a different secret");
+  }
+  return view;
+}
+
+/** The owner's view of a secret; `not_found` when there is none. */
+export async function requireSecretView(
+  session: OwnerSession,
+  name: string,
+): Promise<OwnerSecretView> {
+  const view = await getSecretView(session, name);
+  if (view === null) throw new KeyholeError("not_found", `no secret named '${name}'`);
+  return view;
+}
+
+/** What a write did. */
+export interface PutResult {
+  readonly id: string;
+  readonly version: number;
+  readonly created: boolean;
+  readonly agents: number;
+}
+
+/**
+ * Stores `value` as the next version of `name`. Every grantee's key is verified before anything
+ * is sealed; a version race (409) re-reads and retries.
+ */
+export async function putSecretValue(
+  session: OwnerSession,
+  name: string,
+  value: Uint8Array,
+): Promise<PutResult> {
+  for (let attempt = 1; ; attempt++) {
+    const view = await getSecretView(session, name);
+    if (view !== null) checkVersion(session, view.id, view.version);
+    const id = view?.id ?? newId("secret");
+    const expected = view?.version ?? 0;
+    const grantees = view?.grants ?? [];
+    const keys: Uint8Array[] = [];
+    for (const grantee of grantees) {
+      keys.push(
+        await checkAgentKey(session, {
+          agentId: grantee.agent_id,
+          name: grantee.agent_name,
+          encPk: grantee.enc_pk,
+          createdAt: grantee.agent_created_at,
+          keySig: grantee.key_sig,
+        }),
+      );
+    }
+    const ref = { vaultId: session.vaultId, secretId: id, version: expected + 1 };
+    const sealed = await sealNewVersion(session, ref, name, value);
+    let body: SecretPutRequest & { owner_sig: string };
+    try {
+      const issuedAt = session.io.now();
+      const grants = [];
+      for (const [i, grantee] of grantees.entries()) {
+        grants.push(
+          await grantFor(
+            session,
+            sealed,
+            { id: grantee.agent_id, publicKey: keys[i] as Uint8Array },
+            { issuedAt, notAfter: grantee.not_after, allowedHosts: grantee.allowed_hosts },
+          ),
+        );
+      }
+      body = {
+        id,
+        expected_version: expected,
+        version: expected + 1,
+        value: encodeBase64url(sealed.envelope),
+        owner_wrap: encodeBase64url(sealed.ownerWrap),
+        owner_sig: sealed.ownerSig,
+        grants,
+      };
+    } finally {
+      closeVersion(sealed);
+    }
+    try {
+      const result = parsePutResponse(await putVersion(session, name, body));
+      if (result.id !== id || result.version !== expected + 1) {
+        throw new KeyholeError("untrusted_server", "the server stored a different version");
+      }
+      session.noteVersion(id, result.version);
+      return { id, version: result.version, created: expected === 0, agents: grantees.length };
+    } catch (error) {
+      if (!shouldRetry(error, attempt)) throw error;
+    }
+  }
+}
+
+/**
+ * PUTs a version. Compatibility: a server from before `owner_sig` refuses the unknown field with
+ * 400 and changes nothing; the version is then sent again without it, with a warning. This gives
+ * a malicious server nothing it lacks anyway (it could drop the field silently, which
+ * `secret get` reports). Remove once every server stores `owner_sig`.
+ */
+async function putVersion(
+  session: OwnerSession,
+  name: string,
+  body: SecretPutRequest & { owner_sig: string },
+): Promise<unknown> {
+  try {
+    return await session.client.request("PUT", secretPath(name), body);
+  } catch (error) {
+    if (
+      !isKeyholeError(error) ||
+      error.code !== "bad_request" ||
+      !/unknown field/.test(error.message)
+    ) {
+      throw error;
+    }
+    session.warnUnsigned();
+    const { owner_sig: _dropped, ...legacy } = body;
+    return session.client.request("PUT", secretPath(name), legacy);
+  }
+}
+
+/** Reads and verifies the current value of `name`. The caller zeroes the returned bytes. */
+export async function readSecret(
+  session: OwnerSession,
+  name: string,
+): Promise<{ view: OwnerSecretView; value: Uint8Array }> {
+  const view = await requireSecretView(session, name);
+  const version = await openOwnerVersion(session, view);
+  try {
+    return { view, value: await readValue(version) };
+  } finally {
+    closeVersion(version);
+  }
+}
+
+/** Every secret's metadata. */
+export async function listSecrets(session: OwnerSession): Promise<SecretSummary[]> {
+  return parseSecretList(await session.client.request("GET", "/v1/owner/secrets"));
+}
+
+/** A secret's versions. */
+export async function secretHistory(session: OwnerSession, name: string): Promise<VersionView[]> {
+  return parseHistory(await session.client.request("GET", `${secretPath(name)}/history`));
+}
+
+/** Deletes a secret with all its versions, wraps and grants; forgets its version pin. */
+export async function deleteSecret(session: OwnerSession, name: string): Promise<void> {
+  const view = await getSecretView(session, name);
+  await session.client.request("DELETE", secretPath(name));
+  if (view !== null) session.forgetSecret(view.id);
+}

@@ -1,0 +1,256 @@
+/**
+ * The request handler: read the body (bounded), route, authenticate, run the handler, and map
+ * every error to its status in one place (core's `ERROR_STATUS` via `KeyholeError.status`).
+ * Unknown exceptions become a generic 500 `internal`, logged by name only. One log line per
+ * request, without headers, bodies or query values.
+ *
+ * Audit: a handler's store operation writes the request's entry in its own transaction. When a
+ * request to an audited route fails *after* authentication and before any entry was committed
+ * (bad body, unknown name, lost race), one fallback entry records the refusal, so every attempt
+ * leaves exactly one entry; if even that write fails, the answer is a 500 (fail closed).
+ */
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { isKeyholeError, isWireErrorCode, KeyholeError } from "@keyhole/core";
+import type { AuditKey } from "./audit/audit-key.js";
+import type { BootstrapCode } from "./auth/bootstrap.js";
+import { FailedAuthRecorder } from "./auth/failed-auth.js";
+import { AuthGate } from "./auth/gate.js";
+import { NonceCache } from "./auth/nonce-cache.js";
+import type { PepperRing } from "./auth/pepper.js";
+import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
+import { readBody } from "./http/body.js";
+import { normalizeAddress, sourceKey } from "./http/client-address.js";
+import { parseQuery, RequestContext } from "./http/context.js";
+import { type Route, Router } from "./http/router.js";
+import type { Logger } from "./log.js";
+import { agentRoutes } from "./routes/agent.js";
+import { ownerAgentRoutes } from "./routes/owner-agents.js";
+import { ownerAuditRoutes } from "./routes/owner-audit.js";
+import { ownerGrantRoutes } from "./routes/owner-grants.js";
+import { ownerSecretRoutes } from "./routes/owner-secrets.js";
+import { publicRoutes } from "./routes/public.js";
+import type { Store } from "./store/store.js";
+import type { VaultState } from "./vault-state.js";
+
+/** Everything the app is built from. */
+export interface AppDeps {
+  readonly store: Store;
+  readonly vault: VaultState;
+  readonly peppers: PepperRing;
+  readonly auditKey: AuditKey;
+  readonly bootstrap: BootstrapCode;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  /** Failed-authentication limits (tests shrink them). */
+  readonly limits?: LimiterOptions;
+}
+
+/** The request handler and its background duty. */
+export interface App {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Writes `auth.failed` counts still held back by the throttle (all of them with `force`). */
+  flushFailedAuth(force?: boolean): Promise<void>;
+}
+
+const MAX_USER_AGENT = 256;
+const MAX_LOGGED_PATH = 512;
+
+/** Builds the app. */
+export function createApp(deps: AppDeps): App {
+  const failures = new FailedAuthRecorder(deps.store, deps.clock);
+  const gate = new AuthGate({
+    store: deps.store,
+    peppers: deps.peppers,
+    vault: deps.vault,
+    nonces: new NonceCache(),
+    sources: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
+    tokens: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
+    failures,
+  });
+  const router = new Router([
+    ...publicRoutes({ ...deps, gate }),
+    ...agentRoutes(deps),
+    ...ownerAgentRoutes(deps),
+    ...ownerSecretRoutes(deps),
+    ...ownerGrantRoutes(deps),
+    ...ownerAuditRoutes(deps),
+  ]);
+
+  async function run(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+  ): Promise<{
+    status: number;
+    route: Route | null;
+  }> {
+    let route: Route | null = null;
+    try {
+      // Bounded, and first: an unread body would otherwise be drained, unbounded, after the reply.
+      ctx.rawBody = await readBody(req);
+      ctx.query = parseQuery(ctx.queryText);
+      if (!ctx.path.startsWith("/")) throw new KeyholeError("not_found");
+      checkPercentEncoding(ctx.path);
+      const match = router.match(ctx.method, ctx.path);
+      if (match === null) throw new KeyholeError("not_found");
+      route = match.route;
+      ctx.params = match.params;
+      for (const key of ctx.query.keys()) {
+        if (!route.query?.includes(key))
+          throw new KeyholeError("bad_request", "unknown query parameter");
+      }
+      await gate.authenticate(ctx, route);
+      const reply = await route.handler(ctx);
+      send(res, ctx.requestId, reply.status, reply.body);
+      return { status: reply.status, route };
+    } catch (error) {
+      const failure = await toFailure(error, ctx, route);
+      const headers: Record<string, string> = {};
+      if (failure.code === "rate_limited") {
+        headers["retry-after"] = String(failure.retryAfterSeconds ?? 1);
+      }
+      // Stop reading an oversized body: close the connection rather than drain it.
+      if (failure.code === "payload_too_large") headers.connection = "close";
+      send(
+        res,
+        ctx.requestId,
+        failure.status,
+        {
+          error: { code: failure.code, message: failure.message },
+        },
+        headers,
+      );
+      return { status: failure.status, route };
+    }
+  }
+
+  /** Maps any error to a wire error, writing the fallback audit entry where one is due. */
+  async function toFailure(
+    error: unknown,
+    ctx: RequestContext,
+    route: Route | null,
+  ): Promise<KeyholeError> {
+    if (!isKeyholeError(error) || !isWireErrorCode(error.code)) {
+      deps.logger.unexpected("unexpected error", error, ctx.requestId);
+      return new KeyholeError("internal");
+    }
+    if (error.status >= 500 || ctx.audited || ctx.principal === null) return error;
+    try {
+      if (error.code === "unauthenticated" && ctx.principal.kind === "agent") {
+        // The token stopped working during the request (revoked or rotated meanwhile).
+        return await gate.fail(ctx, "agent_token_gone", null, ctx.principal.agent.id);
+      }
+      if (route?.action === undefined) return error;
+      const action = route.action;
+      await ctx.audit((request) =>
+        deps.store.appendAudit({
+          ...request,
+          action,
+          result: auditResult(error.code),
+          agentId: ctx.principal?.kind === "agent" ? ctx.principal.agent.id : "",
+          secretId: "",
+          secretVersion: 0,
+          detail: error.code,
+        }),
+      );
+      return error;
+    } catch (failure) {
+      if (
+        isKeyholeError(failure) &&
+        (failure.code === "unauthenticated" || failure.code === "rate_limited")
+      ) {
+        return failure;
+      }
+      deps.logger.unexpected("audit write failed", failure, ctx.requestId);
+      return new KeyholeError("internal");
+    }
+  }
+
+  return {
+    handle(req, res) {
+      const started = performance.now();
+      const target = req.url ?? "";
+      const q = target.indexOf("?");
+      const clientIp = normalizeAddress(req.socket.remoteAddress);
+      const ctx = new RequestContext(
+        {
+          requestId: randomBytes(12).toString("base64url"),
+          method: req.method ?? "",
+          target,
+          path: q < 0 ? target : target.slice(0, q),
+          queryText: q < 0 ? "" : target.slice(q + 1),
+          clientIp,
+          source: sourceKey(clientIp),
+          userAgent: cleanUserAgent(req.headers["user-agent"]),
+          contentType: req.headers["content-type"],
+          authorization: req.headers.authorization,
+          now: deps.clock(),
+        },
+        deps.clock,
+      );
+      run(req, res, ctx)
+        .then(({ status, route }) => {
+          deps.logger.request({
+            requestId: ctx.requestId,
+            method: ctx.method,
+            path: ctx.path.slice(0, MAX_LOGGED_PATH),
+            route: route?.pattern ?? null,
+            status,
+            durationMs: performance.now() - started,
+            actor: ctx.actorId === "" ? null : ctx.actorId,
+          });
+        })
+        .catch((error: unknown) => {
+          deps.logger.unexpected("request failed", error, ctx.requestId);
+          res.destroy();
+        });
+    },
+    flushFailedAuth: (force = false) => failures.flush(force),
+  };
+}
+
+function checkPercentEncoding(path: string): void {
+  try {
+    decodeURIComponent(path);
+  } catch {
+    throw new KeyholeError("bad_request", "malformed percent-encoding in the path");
+  }
+}
+
+/** The audit `result` of a refused request. */
+function auditResult(code: string): string {
+  if (code === "not_found") return "not_found";
+  if (code === "conflict") return "conflict";
+  if (code === "unauthenticated") return "unauthenticated";
+  return "denied";
+}
+
+function cleanUserAgent(value: string | undefined): string {
+  if (value === undefined) return "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we strip
+  return value.replace(/[\u0000-\u001f\u007f]/g, "").slice(0, MAX_USER_AGENT);
+}
+
+function send(
+  res: ServerResponse,
+  requestId: string,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-request-id": requestId,
+    ...headers,
+  });
+  res.end(text);
+}

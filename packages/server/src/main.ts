@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+/**
+ * `node dist/main.js --data-dir DIR [--host H] [--port P] [--tls-cert F --tls-key F]
+ * [--log-level L]`: runs the server in the foreground. Prints where it listens and, while the
+ * vault has no owner, the bootstrap code, to stderr; stops cleanly on SIGTERM/SIGINT.
+ */
+import { parseArgs } from "node:util";
+import { isKeyholeError } from "@keyhole/core";
+import type { LogLevel } from "./log.js";
+import { type ServerOptions, startServer } from "./server.js";
+
+const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 7700]
+                      [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
+`;
+
+const LEVELS: readonly string[] = ["silent", "error", "info", "debug"];
+
+function usage(message: string): never {
+  process.stderr.write(`keyhole server: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        "data-dir": { type: "string" },
+        host: { type: "string" },
+        port: { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch {
+    usage("unknown or malformed option");
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const dataDir = values["data-dir"];
+  if (typeof dataDir !== "string" || dataDir === "") usage("--data-dir is required");
+  const options: ServerOptions = { dataDir };
+  if (typeof values.host === "string") options.host = values.host;
+  if (typeof values.port === "string") {
+    if (!/^\d{1,5}$/.test(values.port)) usage("--port must be a number");
+    options.port = Number(values.port);
+  }
+  if (typeof values["tls-cert"] === "string") options.tlsCert = values["tls-cert"];
+  if (typeof values["tls-key"] === "string") options.tlsKey = values["tls-key"];
+  const level = values["log-level"];
+  if (typeof level === "string") {
+    if (!LEVELS.includes(level)) usage("--log-level must be silent, error, info or debug");
+    options.logLevel = level as LogLevel;
+  }
+
+  const server = await startServer(options);
+  process.stderr.write(`keyhole server listening on ${server.url}\n`);
+  if (server.bootstrapCode !== null) {
+    process.stderr.write(`bootstrap code: ${server.bootstrapCode}\n`);
+  }
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((error: unknown) => {
+  // Start-up errors are ours (config_error with a fixed message) or system errors (EADDRINUSE).
+  const text = isKeyholeError(error)
+    ? error.message
+    : ((error as { code?: string }).code ?? "unexpected error");
+  process.stderr.write(`keyhole server: ${text}\n`);
+  process.exit(1);
+});

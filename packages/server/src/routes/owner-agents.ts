@@ -1,0 +1,206 @@
+/**
+ * Owner routes for agents: list, show, create, rotate, revoke. Every key statement and grant the
+ * owner uploads is verified first (`grant-checks.ts`); the store then re-checks, inside its
+ * transaction, that nothing it relied on changed meanwhile.
+ */
+import { KeyholeError } from "@keyhole/core";
+import type { PepperRing } from "../auth/pepper.js";
+import type { RequestContext } from "../http/context.js";
+import type { Route } from "../http/router.js";
+import type { AgentSummary, NewGrant, Store } from "../store/store.js";
+import { checkBody, checkNoBody, name } from "../validate.js";
+import type { OwnerKeys, VaultState } from "../vault-state.js";
+import { checkAgentKey, checkGrantUpload, type GrantRecipient } from "./grant-checks.js";
+import { agentView, blastRadiusView, grantView } from "./views.js";
+import { agentCreateCheck, agentRotateCheck, type GrantUploadBody } from "./wire-checks.js";
+
+/** What the agent routes of the owner use. */
+export interface OwnerAgentDeps {
+  readonly store: Pick<
+    Store,
+    | "listAgents"
+    | "findAgentByName"
+    | "listGrants"
+    | "listActiveGrantsForAgent"
+    | "getSecretById"
+    | "getSecretVersion"
+    | "createAgent"
+    | "rotateAgent"
+    | "revokeAgent"
+  >;
+  readonly vault: VaultState;
+  readonly peppers: PepperRing;
+}
+
+/** The agent routes under `/v1/owner/agents`. */
+export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
+  const { store } = deps;
+
+  /** Verifies each upload against the current version of its secret, for `recipient`. */
+  async function checkUploads(
+    owner: OwnerKeys,
+    uploads: readonly GrantUploadBody[],
+    recipient: GrantRecipient,
+    now: number,
+  ): Promise<NewGrant[]> {
+    if (new Set(uploads.map((g) => g.secret_id)).size !== uploads.length) {
+      throw new KeyholeError("bad_request", "duplicate grant");
+    }
+    const out: NewGrant[] = [];
+    for (const upload of uploads) {
+      const secret = await store.getSecretById(upload.secret_id);
+      if (secret === null) throw new KeyholeError("not_found", "no such secret");
+      const version = await store.getSecretVersion(secret.id, secret.version);
+      if (version === null) throw new KeyholeError("conflict");
+      out.push(
+        await checkGrantUpload(
+          owner,
+          upload,
+          {
+            secretId: secret.id,
+            secretName: secret.name,
+            version: secret.version,
+            value: version.value,
+          },
+          recipient,
+          now,
+        ),
+      );
+    }
+    return out;
+  }
+
+  async function activeAgent(ctx: RequestContext): Promise<AgentSummary> {
+    const agent = await store.findAgentByName(name(ctx.param("name"), "name"), ctx.now);
+    if (agent === null || agent.revokedAt !== null) {
+      throw new KeyholeError("not_found", "no such agent");
+    }
+    return agent;
+  }
+
+  return [
+    {
+      method: "GET",
+      pattern: "/v1/owner/agents",
+      role: "owner",
+      handler: async (ctx) => {
+        checkNoBody(ctx.body());
+        return { status: 200, body: { agents: (await store.listAgents(ctx.now)).map(agentView) } };
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/v1/owner/agents/:name",
+      role: "owner",
+      handler: async (ctx) => {
+        checkNoBody(ctx.body());
+        const agent = await store.findAgentByName(name(ctx.param("name"), "name"), ctx.now);
+        if (agent === null) throw new KeyholeError("not_found", "no such agent");
+        const grants = await store.listGrants({ agentIds: [agent.id] });
+        return { status: 200, body: { ...agentView(agent), grants: grants.map(grantView) } };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/owner/agents",
+      role: "owner",
+      action: "agent.create",
+      handler: async (ctx) => {
+        const body = checkBody(ctx.body(), agentCreateCheck);
+        const owner = await deps.vault.owner();
+        await checkAgentKey(owner, body.id, body.enc_pk, body.created_at, body.key_sig);
+        const grants = await checkUploads(
+          owner,
+          body.grants,
+          { agentId: body.id, encPk: body.enc_pk },
+          ctx.now,
+        );
+        const token = deps.peppers.makeVerifier(body.token_id, body.auth_key);
+        const agent = await ctx.audit((r) =>
+          store.createAgent(
+            {
+              id: body.id,
+              name: body.name,
+              encPk: body.enc_pk,
+              createdAt: body.created_at,
+              keySig: body.key_sig,
+              expiresAt: body.expires_at,
+            },
+            { tokenId: body.token_id, ...token },
+            grants,
+            ctx.now,
+            r,
+          ),
+        );
+        return { status: 201, body: agentView(agent) };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/owner/agents/:name/rotate",
+      role: "owner",
+      action: "agent.rotate",
+      handler: async (ctx) => {
+        const body = checkBody(ctx.body(), agentRotateCheck);
+        const agent = await activeAgent(ctx);
+        const owner = await deps.vault.owner();
+        await checkAgentKey(owner, agent.id, body.enc_pk, body.created_at, body.key_sig);
+        const active = await store.listActiveGrantsForAgent(agent.id, ctx.now);
+        const wanted = new Set(active.map((g) => g.secretId));
+        if (
+          wanted.size !== body.grants.length ||
+          body.grants.some((g) => !wanted.has(g.secret_id))
+        ) {
+          throw new KeyholeError(
+            "conflict",
+            "the grants must cover exactly the agent's active grants",
+          );
+        }
+        const grants = await checkUploads(
+          owner,
+          body.grants,
+          { agentId: agent.id, encPk: body.enc_pk },
+          ctx.now,
+        );
+        const token = deps.peppers.makeVerifier(body.token_id, body.auth_key);
+        const rotated = await ctx.audit((r) =>
+          store.rotateAgent(
+            {
+              agentId: agent.id,
+              expectedEncPk: agent.encPk,
+              encPk: body.enc_pk,
+              createdAt: body.created_at,
+              keySig: body.key_sig,
+            },
+            { tokenId: body.token_id, ...token },
+            grants,
+            ctx.now,
+            r,
+          ),
+        );
+        if (rotated === null) throw new KeyholeError("not_found", "no such agent");
+        return { status: 200, body: agentView(rotated) };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/owner/agents/:name/revoke",
+      role: "owner",
+      action: "agent.revoke",
+      handler: async (ctx) => {
+        checkNoBody(ctx.body());
+        const agent = await store.findAgentByName(name(ctx.param("name"), "name"), ctx.now);
+        if (agent === null) throw new KeyholeError("not_found", "no such agent");
+        const result = await ctx.audit((r) => store.revokeAgent(agent.id, ctx.now, r));
+        if (result === null) throw new KeyholeError("not_found", "no such agent");
+        return {
+          status: 200,
+          body: {
+            agent: agentView(result.agent),
+            blast_radius: result.blastRadius.map(blastRadiusView),
+          },
+        };
+      },
+    },
+  ];
+}

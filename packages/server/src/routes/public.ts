@@ -1,0 +1,95 @@
+/**
+ * Public routes: health, vault info, and the one-time `POST /v1/init` that binds the owner's
+ * keys to the vault, proven by the bootstrap code and a signature with the new owner key.
+ */
+import {
+  encodeBase64url,
+  encodeInitProofMessage,
+  type InfoResponse,
+  type InitResponse,
+  KeyholeError,
+  verify,
+} from "@keyhole/core";
+import type { AuditKey } from "../audit/audit-key.js";
+import type { BootstrapCode } from "../auth/bootstrap.js";
+import type { AuthGate } from "../auth/gate.js";
+import type { Route } from "../http/router.js";
+import type { Store } from "../store/store.js";
+import { checkBody } from "../validate.js";
+import type { VaultState } from "../vault-state.js";
+import { SERVER_VERSION } from "../version.js";
+import { initCheck } from "./wire-checks.js";
+
+/** What the public routes use. */
+export interface PublicDeps {
+  readonly store: Pick<Store, "initVault">;
+  readonly vault: VaultState;
+  readonly auditKey: AuditKey;
+  readonly bootstrap: BootstrapCode;
+  readonly gate: Pick<AuthGate, "fail" | "refuseBlockedSource">;
+}
+
+/** `GET /healthz`, `GET /v1/info`, `POST /v1/init`. */
+export function publicRoutes(deps: PublicDeps): Route[] {
+  return [
+    {
+      method: "GET",
+      pattern: "/healthz",
+      role: "public",
+      handler: async () => ({ status: 200, body: { ok: true } }),
+    },
+    {
+      method: "GET",
+      pattern: "/v1/info",
+      role: "public",
+      handler: async () => {
+        const vault = await deps.vault.current();
+        const body: InfoResponse = {
+          vault_id: vault.vaultId,
+          initialized: vault.ownerSignPk !== null,
+          owner_sign_pk: vault.ownerSignPk === null ? null : encodeBase64url(vault.ownerSignPk),
+          audit_pk: encodeBase64url(deps.auditKey.publicKey),
+          server_version: SERVER_VERSION,
+        };
+        return { status: 200, body };
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/v1/init",
+      role: "public",
+      action: "vault.init",
+      handler: async (ctx) => {
+        const vault = await deps.vault.current();
+        if (vault.ownerSignPk !== null) throw new KeyholeError("already_initialized");
+        // The bootstrap code is the one low-entropy-looking secret: a blocked source gets no try.
+        deps.gate.refuseBlockedSource(ctx);
+        const body = checkBody(ctx.body(), initCheck);
+        if (!deps.bootstrap.matches(body.bootstrap_code)) {
+          return deps.gate.fail(ctx, "bad_bootstrap_code");
+        }
+        const proof = encodeInitProofMessage(
+          vault.vaultId,
+          body.bootstrap_code,
+          body.owner_sign_pk,
+          body.owner_enc_pk,
+        );
+        if (!(await verify(body.owner_sign_pk, proof, body.proof))) {
+          throw new KeyholeError("bad_request", "proof does not verify");
+        }
+        ctx.principal = { kind: "owner" };
+        const initialized = await ctx.audit((request) =>
+          deps.store.initVault(body.owner_sign_pk, body.owner_enc_pk, request),
+        );
+        if (initialized === null) throw new KeyholeError("already_initialized");
+        deps.vault.set(initialized);
+        deps.bootstrap.consume();
+        const reply: InitResponse = {
+          vault_id: initialized.vaultId,
+          audit_pk: encodeBase64url(deps.auditKey.publicKey),
+        };
+        return { status: 200, body: reply };
+      },
+    },
+  ];
+}

@@ -1,0 +1,190 @@
+/**
+ * Starting and stopping the Keyhole server: prepare the data directory, open the store, make the
+ * vault id and bootstrap code at first start, and listen on plain `node:http` (or `node:https`).
+ */
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { KeyholeError, newId } from "@keyhole/core";
+import { createApp } from "./app.js";
+import { auditKeyFromSeed } from "./audit/audit-key.js";
+import { BootstrapCode, newBootstrapCode } from "./auth/bootstrap.js";
+import { PepperRing } from "./auth/pepper.js";
+import type { LimiterOptions } from "./auth/rate-limit.js";
+import {
+  loadOrCreateKeyFile,
+  loadOrCreateTextFile,
+  prepareDataDir,
+  removeFile,
+} from "./data-dir.js";
+import { Logger, type LogLevel } from "./log.js";
+import { openSqliteStore } from "./store/sqlite.js";
+import type { Store } from "./store/store.js";
+import { VaultState } from "./vault-state.js";
+
+/** How to run the server. */
+export interface ServerOptions {
+  /** The data directory (created 0700 if missing). */
+  dataDir: string;
+  /** Address to listen on; default `127.0.0.1`. */
+  host?: string;
+  /** Port; default 7700, 0 for any free port. */
+  port?: number;
+  /** Path of a PEM certificate (chain); with `tlsKey`, the server speaks HTTPS. */
+  tlsCert?: string;
+  /** Path of the PEM private key for `tlsCert`. */
+  tlsKey?: string;
+  /** Default `info`: one line per request. */
+  logLevel?: LogLevel;
+  /** Where log lines go; default stderr. */
+  log?: (line: string) => void;
+  /** The server clock (ms since the epoch), for tests; default `Date.now`. */
+  now?: () => number;
+}
+
+/** A listening server. */
+export interface RunningServer {
+  /** `http(s)://host:port`, no trailing slash. */
+  url: string;
+  port: number;
+  vaultId: string;
+  /** The code `POST /v1/init` needs, while the vault has no owner; else null. */
+  bootstrapCode: string | null;
+  /** Stops accepting, finishes in-flight requests (5 s at most) and closes the store. */
+  close(): Promise<void>;
+}
+
+/** The default port. */
+export const DEFAULT_PORT = 7700;
+
+/** Hooks for tests: their own store (fault injection) and rate-limit tuning. */
+export interface ServerInternals {
+  readonly openStore?: (path: string) => Store;
+  readonly limits?: LimiterOptions;
+}
+
+/** Starts the server. */
+export function startServer(options: ServerOptions): Promise<RunningServer> {
+  return startServerWith(options);
+}
+
+/** Starts the server with test hooks (not part of the package's public API). */
+export async function startServerWith(
+  options: ServerOptions,
+  internals: ServerInternals = {},
+): Promise<RunningServer> {
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? DEFAULT_PORT;
+  if (typeof options.dataDir !== "string" || options.dataDir === "") {
+    throw new KeyholeError("config_error", "a data directory is required");
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new KeyholeError("config_error", "the port must be an integer from 0 to 65535");
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new KeyholeError("config_error", "TLS needs both a certificate and a key");
+  }
+  const clock = options.now ?? Date.now;
+  const logger = new Logger(
+    options.logLevel ?? "info",
+    options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+  );
+  const files = prepareDataDir(options.dataDir);
+  const peppers = new PepperRing(loadOrCreateKeyFile(files.pepper, 32));
+  const auditKey = auditKeyFromSeed(loadOrCreateKeyFile(files.auditKey, 32));
+  const tls =
+    options.tlsCert !== undefined && options.tlsKey !== undefined
+      ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
+      : null;
+
+  const store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
+  try {
+    const vaultRecord = await store.ensureVault(newId("vault"), clock());
+    let code: string | null = null;
+    if (vaultRecord.ownerSignPk === null) {
+      code = loadOrCreateTextFile(files.bootstrapCode, newBootstrapCode);
+    } else {
+      removeFile(files.bootstrapCode);
+    }
+    const vault = new VaultState(store, vaultRecord);
+    const bootstrap = new BootstrapCode(files.bootstrapCode, code);
+    const app = createApp({
+      store,
+      vault,
+      peppers,
+      auditKey,
+      bootstrap,
+      clock,
+      logger,
+      ...(internals.limits === undefined ? {} : { limits: internals.limits }),
+    });
+    const server: Server = tls ? createHttpsServer(tls, app.handle) : createHttpServer(app.handle);
+    // Slow clients cannot hold a connection forever.
+    server.requestTimeout = 30_000;
+    server.headersTimeout = 15_000;
+    server.keepAliveTimeout = 5_000;
+    await listen(server, port, host);
+    const actualPort = (server.address() as AddressInfo).port;
+    const flush = setInterval(() => {
+      app
+        .flushFailedAuth()
+        .catch((error: unknown) => logger.unexpected("audit flush failed", error));
+    }, 5_000);
+    flush.unref();
+    let closing: Promise<void> | null = null;
+    const url = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${actualPort}`;
+    if (!tls && !isLoopback(host)) {
+      logger.event(
+        "error",
+        "listening on a non-loopback address without TLS: use a TLS proxy or --tls-cert",
+      );
+    }
+    return {
+      url,
+      port: actualPort,
+      vaultId: vaultRecord.vaultId,
+      bootstrapCode: bootstrap.code,
+      close: () => {
+        closing ??= (async () => {
+          clearInterval(flush);
+          await stop(server);
+          await app
+            .flushFailedAuth(true)
+            .catch((error: unknown) => logger.unexpected("audit flush failed", error));
+          await store.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+function stop(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.closeAllConnections(), 5_000);
+    force.unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}

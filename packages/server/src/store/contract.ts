@@ -1,0 +1,140 @@
+/**
+ * The shared contract every `Store` adapter passes (the drizzle `sqlite-common.ts` pattern):
+ * each adapter's test file calls `runStoreContract` with a factory. It covers every operation,
+ * the audit-in-the-same-transaction rule (an injected audit failure rolls the operation back),
+ * compare-and-set conflicts, and absence as `null`.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { newId } from "@keyhole/core";
+import { agentContract } from "./contract-agents.js";
+import {
+  bytes,
+  type ContractContext,
+  grantFor,
+  newAgent,
+  newToken,
+  request,
+  type StoreHarness,
+  secretWrite,
+  T0,
+} from "./contract-fixtures.js";
+import { secretContract } from "./contract-secrets.js";
+import type { Store } from "./store.js";
+
+export type { StoreHarness } from "./contract-fixtures.js";
+
+/** Runs the store contract against the adapter `makeStore` opens. */
+export function runStoreContract(name: string, makeStore: () => Promise<StoreHarness>): void {
+  describe(`Store contract: ${name}`, () => {
+    let h: StoreHarness | undefined;
+    let store: Store;
+
+    const empty = async () => {
+      await h?.cleanup();
+      h = await makeStore();
+      store = h.store;
+    };
+    const fresh = async () => {
+      await empty();
+      await store.ensureVault(newId("vault"), T0);
+    };
+    const setup = async () => {
+      await fresh();
+      const secret = secretWrite("db-password");
+      await store.putSecretVersion(secret, T0, request());
+      const agent = newAgent("ci");
+      const token = newToken();
+      await store.createAgent(agent, token, [grantFor(agent, secret.id, 1)], T0, request());
+      return { secret, agent, token, principal: { agentId: agent.id, tokenId: token.tokenId } };
+    };
+    const c: ContractContext = {
+      get store() {
+        return store;
+      },
+      get h() {
+        if (h === undefined) throw new Error("no store yet");
+        return h;
+      },
+      empty,
+      fresh,
+      setup,
+    };
+    before(fresh);
+    after(async () => h?.cleanup());
+
+    describe("vault", () => {
+      it("creates the vault once and keeps the first id", async () => {
+        await empty();
+        assert.equal(await store.getVault(), null);
+        const first = await store.ensureVault("vlt_first", T0);
+        const second = await store.ensureVault("vlt_second", T0 + 1);
+        assert.equal(first.vaultId, "vlt_first");
+        assert.equal(second.vaultId, "vlt_first");
+        assert.equal(first.ownerSignPk, null);
+      });
+
+      it("initialises once; a second init returns null and is audited as a conflict", async () => {
+        await fresh();
+        const sign = bytes(32);
+        const vault = await store.initVault(sign, bytes(32), request());
+        assert.deepEqual(vault?.ownerSignPk, sign);
+        assert.equal(vault?.initializedAt, T0);
+        assert.equal(await store.initVault(bytes(32), bytes(32), request()), null);
+        assert.deepEqual((await store.getVault())?.ownerSignPk, sign);
+        const entries = await store.listAudit({ limit: 10 });
+        assert.deepEqual(
+          entries.map((e) => [e.action, e.result]),
+          [
+            ["vault.init", "ok"],
+            ["vault.init", "conflict"],
+          ],
+        );
+      });
+    });
+
+    agentContract(c);
+    secretContract(c);
+
+    describe("fail closed: an audit failure rolls the whole operation back", () => {
+      it("creates no agent, writes no secret, releases no value, revokes nothing", async () => {
+        const { secret, agent, token, principal } = await setup();
+        const head = await store.auditHead();
+        c.h.setAuditFailure(true);
+        try {
+          const other = newAgent("other");
+          await assert.rejects(store.createAgent(other, newToken(), [], T0, request()));
+          await assert.rejects(store.putSecretVersion(secretWrite("new"), T0, request()));
+          await assert.rejects(
+            store.putSecretVersion(
+              {
+                ...secret,
+                expectedVersion: 1,
+                version: 2,
+                grants: [grantFor(agent, secret.id, 2)],
+              },
+              T0,
+              request(),
+            ),
+          );
+          await assert.rejects(store.getSecretForAgent(principal, "db-password", T0, request()));
+          await assert.rejects(store.readSecretForOwner("db-password", T0, request()));
+          await assert.rejects(store.revokeAgent(agent.id, T0, request()));
+          await assert.rejects(store.removeGrant(agent.id, secret.id, request()));
+          await assert.rejects(store.deleteSecret("db-password", request()));
+          await assert.rejects(store.initVault(bytes(32), bytes(32), request()));
+        } finally {
+          c.h.setAuditFailure(false);
+        }
+        assert.deepEqual(await store.auditHead(), head);
+        assert.equal((await store.listAgents(T0)).length, 1);
+        assert.equal(await store.getSecretByName("new"), null);
+        assert.equal((await store.getSecretByName("db-password"))?.version, 1);
+        assert.equal((await store.getSecretByName("db-password"))?.rotationRecommended, false);
+        assert.equal((await store.findAgentByTokenId(token.tokenId))?.agent.revokedAt, null);
+        assert.equal((await store.listGrants()).length, 1);
+        assert.equal((await store.getVault())?.ownerSignPk, null);
+      });
+    });
+  });
+}

@@ -1,0 +1,270 @@
+/**
+ * The agent operations of the SQLite store. Each runs inside the one transaction `SqliteStore`
+ * opens for it, audit entry included.
+ */
+import { equalBytes, KeyholeError } from "@keyhole/core";
+import type { SqliteDb } from "./sqlite-db.js";
+import {
+  bytes,
+  type GrantRow,
+  required,
+  sameSet,
+  toAgent,
+  toGrant,
+  toSecret,
+} from "./sqlite-rows.js";
+import type {
+  AgentKeyUpdate,
+  AgentPrincipal,
+  AgentRecord,
+  AgentSecret,
+  AgentSummary,
+  AuditRequest,
+  BlastRadiusEntry,
+  NewAgent,
+  NewGrant,
+  NewToken,
+  RevokeResult,
+} from "./store.js";
+
+/** `Store.createAgent`, inside a transaction. */
+export function createAgentTx(
+  db: SqliteDb,
+  agent: NewAgent,
+  token: NewToken,
+  grants: readonly NewGrant[],
+  now: number,
+  audit: AuditRequest,
+): AgentSummary {
+  if (db.agentRow(agent.id)) throw new KeyholeError("conflict", "the agent id is taken");
+  if (
+    db.q("SELECT 1 FROM agents WHERE name = @name AND revoked_at IS NULL").get({ name: agent.name })
+  ) {
+    throw new KeyholeError("conflict", "an agent with this name exists");
+  }
+  assertGrantsFor(grants, agent.id, agent.encPk);
+  db.q(
+    `INSERT INTO agents (id, name, enc_pk, created_at, key_sig, expires_at, registered_at)
+     VALUES (@id, @name, @encPk, @createdAt, @keySig, @expiresAt, @now)`,
+  ).run({
+    id: agent.id,
+    name: agent.name,
+    encPk: Buffer.from(agent.encPk),
+    createdAt: agent.createdAt,
+    keySig: Buffer.from(agent.keySig),
+    expiresAt: agent.expiresAt,
+    now,
+  });
+  db.insertToken(agent.id, token, now);
+  for (const grant of grants) db.insertGrant(grant, now);
+  db.append(audit, { action: "agent.create", result: "ok", agentId: agent.id });
+  return required(db.agentSummary(agent.id, now));
+}
+
+/** `Store.rotateAgent`, inside a transaction. */
+export function rotateAgentTx(
+  db: SqliteDb,
+  update: AgentKeyUpdate,
+  token: NewToken,
+  grants: readonly NewGrant[],
+  now: number,
+  audit: AuditRequest,
+): AgentSummary | null {
+  const agent = db.agentRow(update.agentId);
+  if (!agent || agent.revoked_at !== null) {
+    db.append(audit, { action: "agent.rotate", result: "not_found", agentId: update.agentId });
+    return null;
+  }
+  if (!equalBytes(bytes(agent.enc_pk), update.expectedEncPk)) {
+    throw new KeyholeError("conflict", "the agent changed");
+  }
+  assertGrantsFor(grants, agent.id, update.encPk);
+  const active = db.activeGrantRows("g.agent_id = @id", agent.id, now);
+  if (
+    !sameSet(
+      active.map((g) => g.secret_id),
+      grants.map((g) => g.secretId),
+    )
+  ) {
+    throw new KeyholeError("conflict", "the agent's grants changed");
+  }
+  const createdAt = new Map(active.map((g) => [g.secret_id, g.created_at]));
+  // The old token dies in this transaction: there is never a moment with both or neither.
+  db.q("DELETE FROM agent_tokens WHERE agent_id = @id").run({ id: agent.id });
+  db.insertToken(agent.id, token, now);
+  db.q(
+    "UPDATE agents SET enc_pk = @encPk, created_at = @createdAt, key_sig = @keySig WHERE id = @id",
+  ).run({
+    id: agent.id,
+    encPk: Buffer.from(update.encPk),
+    createdAt: update.createdAt,
+    keySig: Buffer.from(update.keySig),
+  });
+  db.q("DELETE FROM grants WHERE agent_id = @id").run({ id: agent.id });
+  for (const grant of grants) db.insertGrant(grant, createdAt.get(grant.secretId) ?? now);
+  db.append(audit, { action: "agent.rotate", result: "ok", agentId: agent.id });
+  return required(db.agentSummary(agent.id, now));
+}
+
+/** `Store.revokeAgent`, inside a transaction. */
+export function revokeAgentTx(
+  db: SqliteDb,
+  agentId: string,
+  now: number,
+  audit: AuditRequest,
+): RevokeResult | null {
+  const agent = db.agentRow(agentId);
+  if (!agent) {
+    db.append(audit, { action: "agent.revoke", result: "not_found", agentId });
+    return null;
+  }
+  const alreadyRevoked = agent.revoked_at !== null;
+  const granted = new Set(
+    (
+      db.q("SELECT secret_id FROM grants WHERE agent_id = @agentId").all({ agentId }) as {
+        secret_id: string;
+      }[]
+    ).map((r) => r.secret_id),
+  );
+  // The blast radius comes from the audit log itself: what it could read, and what it did.
+  const reads = db
+    .q(
+      `SELECT secret_id, COUNT(*) AS reads, MIN(ts) AS first, MAX(ts) AS last FROM audit
+       WHERE agent_id = @agentId AND action = 'secret.read' AND result = 'ok'
+       GROUP BY secret_id`,
+    )
+    .all({ agentId }) as { secret_id: string; reads: number; first: number; last: number }[];
+  if (!alreadyRevoked) {
+    db.q("UPDATE agents SET revoked_at = @now WHERE id = @agentId").run({ agentId, now });
+    db.q("DELETE FROM agent_tokens WHERE agent_id = @agentId").run({ agentId });
+    db.q("DELETE FROM grants WHERE agent_id = @agentId").run({ agentId });
+  }
+  db.append(audit, {
+    action: "agent.revoke",
+    result: "ok",
+    agentId,
+    detail: alreadyRevoked ? "already revoked" : "",
+  });
+  const nameOf = (id: string) => db.secretById(id)?.name ?? null;
+  const bySecret = new Map<string, BlastRadiusEntry>();
+  for (const secretId of granted) {
+    bySecret.set(secretId, {
+      secretId,
+      secretName: nameOf(secretId),
+      granted: true,
+      reads: 0,
+      firstReadAt: null,
+      lastReadAt: null,
+    });
+  }
+  for (const r of reads) {
+    bySecret.set(r.secret_id, {
+      secretId: r.secret_id,
+      secretName: nameOf(r.secret_id),
+      granted: granted.has(r.secret_id),
+      reads: r.reads,
+      firstReadAt: r.first,
+      lastReadAt: r.last,
+    });
+  }
+  const sortKey = (e: BlastRadiusEntry) => e.secretName ?? `\uffff${e.secretId}`;
+  const blastRadius = [...bySecret.values()].sort((x, y) =>
+    sortKey(x) < sortKey(y) ? -1 : sortKey(x) > sortKey(y) ? 1 : 0,
+  );
+  return { agent: required(db.agentSummary(agentId, now)), blastRadius, alreadyRevoked };
+}
+
+/** `Store.agentSelf`, inside a transaction. */
+export function agentSelfTx(
+  db: SqliteDb,
+  principal: AgentPrincipal,
+  now: number,
+  audit: AuditRequest,
+): AgentRecord {
+  const agent = db.checkPrincipal(principal, now);
+  db.append(audit, { action: "agent.self", result: "ok", agentId: agent.id });
+  return toAgent(agent);
+}
+
+/** `Store.listSecretsForAgent`, inside a transaction. */
+export function listSecretsForAgentTx(
+  db: SqliteDb,
+  principal: AgentPrincipal,
+  now: number,
+  audit: AuditRequest,
+): { name: string; version: number }[] {
+  const agent = db.checkPrincipal(principal, now);
+  const rows = db
+    .q(
+      `SELECT s.name, s.current_version AS version FROM grants g
+       JOIN secrets s ON s.id = g.secret_id
+       WHERE g.agent_id = @agentId AND g.version = s.current_version
+         AND (g.not_after = 0 OR g.not_after > @now)
+       ORDER BY s.name`,
+    )
+    .all({ agentId: agent.id, now }) as { name: string; version: number }[];
+  db.append(audit, { action: "secret.list", result: "ok", agentId: agent.id });
+  return rows.map((r) => ({ name: r.name, version: r.version }));
+}
+
+/** `Store.getSecretForAgent`, inside a transaction. */
+export function getSecretForAgentTx(
+  db: SqliteDb,
+  principal: AgentPrincipal,
+  name: string,
+  now: number,
+  audit: AuditRequest,
+): AgentSecret | null {
+  const agent = db.checkPrincipal(principal, now);
+  const secret = db.secretByName(name);
+  if (!secret) {
+    db.append(audit, {
+      action: "secret.read",
+      result: "not_found",
+      agentId: agent.id,
+      detail: `name=${name}`,
+    });
+    return null;
+  }
+  const grant = db
+    .q(
+      `SELECT g.* FROM grants g WHERE g.agent_id = @agentId AND g.secret_id = @secretId
+         AND g.version = @version AND (g.not_after = 0 OR g.not_after > @now)`,
+    )
+    .get({ agentId: agent.id, secretId: secret.id, version: secret.current_version, now }) as
+    | GrantRow
+    | undefined;
+  if (!grant) {
+    db.append(audit, {
+      action: "secret.read",
+      result: "denied",
+      agentId: agent.id,
+      secretId: secret.id,
+      secretVersion: secret.current_version,
+      detail: "no active grant",
+    });
+    return null;
+  }
+  const version = required(db.versionRow(secret.id, secret.current_version));
+  db.append(audit, {
+    action: "secret.read",
+    result: "ok",
+    agentId: agent.id,
+    secretId: secret.id,
+    secretVersion: secret.current_version,
+  });
+  return { secret: toSecret(secret), value: bytes(version.value), grant: toGrant(grant) };
+}
+
+function assertGrantsFor(grants: readonly NewGrant[], agentId: string, encPk: Uint8Array): void {
+  for (const grant of grants) {
+    if (grant.agentId !== agentId) {
+      throw new KeyholeError("bad_request", "a grant names another agent");
+    }
+    if (!equalBytes(grant.agentEncPk, encPk))
+      throw new KeyholeError("conflict", "the agent changed");
+  }
+  if (new Set(grants.map((g) => g.secretId)).size !== grants.length) {
+    throw new KeyholeError("bad_request", "duplicate grant");
+  }
+}

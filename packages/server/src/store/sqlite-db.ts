@@ -1,0 +1,261 @@
+/**
+ * The SQLite connection under the store: pragmas, migrations, a prepared-statement cache, the
+ * one transaction helper, the audit chain append, and the row lookups the operations share.
+ */
+import { closeSync, openSync } from "node:fs";
+import { AUDIT_GENESIS, type AuditFields, chainAuditHash, KeyholeError } from "@keyhole/core";
+import Database from "better-sqlite3";
+import { sha256Sync } from "../audit/sha256.js";
+import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
+import {
+  ACTIVE_GRANT,
+  AGENT_SUMMARY,
+  type AgentRow,
+  blob,
+  bytes,
+  type GrantRow,
+  type SecretRow,
+  toAgentSummary,
+  translateError,
+  type VersionRow,
+} from "./sqlite-rows.js";
+import type {
+  AgentPrincipal,
+  AgentSummary,
+  AuditDraft,
+  AuditRecord,
+  AuditRequest,
+  NewGrant,
+  NewToken,
+} from "./store.js";
+
+/** What an operation decided about its own audit entry. */
+export type AuditOutcome = Pick<AuditDraft, "action" | "result"> &
+  Partial<Pick<AuditDraft, "agentId" | "secretId" | "secretVersion" | "detail">>;
+
+/** One open database file. */
+export class SqliteDb {
+  readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+  readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
+
+  constructor(path: string, beforeAuditAppend?: (entry: AuditFields) => void) {
+    // Create the file ourselves so it is 0600 from the start; SQLite gives -wal and -shm the
+    // mode of the database file.
+    closeSync(openSync(path, "a", 0o600));
+    this.#db = new Database(path);
+    this.#beforeAuditAppend = beforeAuditAppend;
+    try {
+      this.#db.pragma("journal_mode = WAL");
+      // FULL: the WAL is fsynced at every commit, so an acknowledged write survives kill -9
+      // and power loss (NORMAL only guarantees the former in WAL mode).
+      this.#db.pragma("synchronous = FULL");
+      this.#db.pragma("foreign_keys = ON");
+      // Deleted rows (a revoked agent's wraps, a deleted secret) are zeroed in the file, not
+      // left behind in free pages.
+      this.#db.pragma("secure_delete = ON");
+      this.#db.pragma("busy_timeout = 5000");
+      this.#migrate();
+    } catch (error) {
+      this.#db.close();
+      throw error;
+    }
+  }
+
+  get open(): boolean {
+    return this.#db.open;
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** A cached prepared statement. */
+  q(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** Runs a read, translating storage errors. */
+  read<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw translateError(error);
+    }
+  }
+
+  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction: all of it commits, or none of it. */
+  write<T>(fn: () => T): T {
+    return this.read(() => this.#db.transaction(fn).immediate());
+  }
+
+  /** Appends an operation's entry: the request's part plus what the operation decided. */
+  append(request: AuditRequest, outcome: AuditOutcome): AuditRecord {
+    return this.appendDraft({
+      ts: request.ts,
+      requestId: request.requestId,
+      actorType: request.actorType,
+      actorId: request.actorId,
+      clientIp: request.clientIp,
+      userAgent: request.userAgent,
+      action: outcome.action,
+      result: outcome.result,
+      agentId: outcome.agentId ?? "",
+      secretId: outcome.secretId ?? "",
+      secretVersion: outcome.secretVersion ?? 0,
+      detail: outcome.detail ?? "",
+    });
+  }
+
+  /**
+   * Reads the chain head, hashes the entry onto it and inserts it. Called inside the
+   * operation's transaction, so the head cannot move underneath and a failure rolls back all.
+   */
+  appendDraft(draft: AuditDraft): AuditRecord {
+    const last = this.lastAudit();
+    const fields: AuditFields = { seq: (last?.seq ?? 0) + 1, ...draft };
+    this.#beforeAuditAppend?.(fields);
+    const hash = chainAuditHash(last ? bytes(last.hash) : AUDIT_GENESIS, fields, sha256Sync);
+    this.q(
+      `INSERT INTO audit (seq, ts, request_id, actor_type, actor_id, action, result, agent_id,
+         secret_id, secret_version, client_ip, user_agent, detail, hash)
+       VALUES (@seq, @ts, @requestId, @actorType, @actorId, @action, @result, @agentId,
+         @secretId, @secretVersion, @clientIp, @userAgent, @detail, @hash)`,
+    ).run({ ...fields, hash: blob(hash) });
+    if (fields.actorType === "agent" && fields.actorId !== "") {
+      this.q("UPDATE agents SET last_used_at = @ts WHERE id = @id").run({
+        ts: fields.ts,
+        id: fields.actorId,
+      });
+    }
+    return { ...fields, hash };
+  }
+
+  lastAudit(): { seq: number; hash: Buffer } | undefined {
+    return this.q("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
+      | { seq: number; hash: Buffer }
+      | undefined;
+  }
+
+  agentRow(id: string): AgentRow | undefined {
+    return this.q("SELECT * FROM agents WHERE id = @id").get({ id }) as AgentRow | undefined;
+  }
+
+  agentSummary(id: string, now: number): AgentSummary | null {
+    const row = this.q(`${AGENT_SUMMARY} WHERE a.id = @id`).get({ id, now }) as
+      | (AgentRow & { grant_count: number })
+      | undefined;
+    return row ? toAgentSummary(row) : null;
+  }
+
+  secretByName(name: string): SecretRow | undefined {
+    return this.q("SELECT * FROM secrets WHERE name = @name").get({ name }) as
+      | SecretRow
+      | undefined;
+  }
+
+  secretById(id: string): SecretRow | undefined {
+    return this.q("SELECT * FROM secrets WHERE id = @id").get({ id }) as SecretRow | undefined;
+  }
+
+  versionRow(secretId: string, version: number): VersionRow | undefined {
+    return this.q(
+      "SELECT * FROM secret_versions WHERE secret_id = @secretId AND version = @version",
+    ).get({ secretId, version }) as VersionRow | undefined;
+  }
+
+  /** Active grants matching `condition` (over `g`, binding `@id`), with the agent's key. */
+  activeGrantRows(condition: string, id: string, now: number): (GrantRow & { enc_pk: Buffer })[] {
+    return this.q(
+      `SELECT g.*, a.enc_pk FROM grants g JOIN agents a ON a.id = g.agent_id
+       WHERE ${condition} AND ${ACTIVE_GRANT}`,
+    ).all({ id, now }) as (GrantRow & { enc_pk: Buffer })[];
+  }
+
+  insertToken(agentId: string, token: NewToken, now: number): void {
+    if (this.q("SELECT 1 FROM agent_tokens WHERE token_id = @t").get({ t: blob(token.tokenId) })) {
+      throw new KeyholeError("conflict", "the token id is taken");
+    }
+    this.q(
+      `INSERT INTO agent_tokens (token_id, agent_id, verifier, pepper_kid, created_at)
+       VALUES (@tokenId, @agentId, @verifier, @kid, @now)`,
+    ).run({
+      tokenId: blob(token.tokenId),
+      agentId,
+      verifier: blob(token.verifier),
+      kid: token.pepperKid,
+      now,
+    });
+  }
+
+  /** Inserts a grant after checking that it names the secret's current version. */
+  insertGrant(grant: NewGrant, createdAt: number): void {
+    const secret = this.secretById(grant.secretId);
+    if (!secret || secret.current_version !== grant.version) {
+      throw new KeyholeError("conflict", "the secret changed");
+    }
+    this.q(
+      `INSERT INTO grants (agent_id, secret_id, version, wrap, issued_at, not_after,
+         allowed_hosts, sig, created_at)
+       VALUES (@agentId, @secretId, @version, @wrap, @issuedAt, @notAfter, @hosts, @sig, @createdAt)`,
+    ).run({
+      agentId: grant.agentId,
+      secretId: grant.secretId,
+      version: grant.version,
+      wrap: blob(grant.wrap),
+      issuedAt: grant.issuedAt,
+      notAfter: grant.notAfter,
+      hosts: JSON.stringify(grant.allowedHosts),
+      sig: blob(grant.sig),
+      createdAt,
+    });
+  }
+
+  /**
+   * Checks inside the transaction that the agent's token still authenticates, so a fetch racing
+   * a revoke or rotate either commits before it or fails (SECURITY-TESTS #15).
+   */
+  checkPrincipal(principal: AgentPrincipal, now: number): AgentRow {
+    const row = this.q(
+      `SELECT a.* FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
+       WHERE t.token_id = @tokenId AND t.agent_id = @agentId`,
+    ).get({ tokenId: blob(principal.tokenId), agentId: principal.agentId }) as AgentRow | undefined;
+    if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) {
+      throw new KeyholeError("unauthenticated");
+    }
+    return row;
+  }
+
+  #migrate(): void {
+    this.#db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    const applied = new Set(
+      (
+        this.#db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]
+      ).map((r) => r.version),
+    );
+    const known = new Set(SQLITE_MIGRATIONS.map((m) => m.version));
+    for (const version of applied) {
+      if (!known.has(version)) {
+        throw new KeyholeError(
+          "config_error",
+          "the database was written by a newer Keyhole server",
+        );
+      }
+    }
+    for (const migration of SQLITE_MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      this.#db.transaction(() => {
+        this.#db.exec(migration.sql);
+        this.#db
+          .prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+          .run(migration.version, migration.name, Date.now());
+      })();
+    }
+  }
+}

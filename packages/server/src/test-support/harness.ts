@@ -1,0 +1,96 @@
+/**
+ * Test support: a real server on 127.0.0.1, port 0, over a real SQLite file in a temp dir, with
+ * a settable clock, captured log lines, an audit-failure switch and optional rate-limit tuning.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LimiterOptions } from "../auth/rate-limit.js";
+import type { LogLevel } from "../log.js";
+import { type RunningServer, startServerWith } from "../server.js";
+import { openSqliteStore } from "../store/sqlite.js";
+import type { Store } from "../store/store.js";
+
+/** A clock tests move by hand. */
+export class TestClock {
+  t: number;
+
+  constructor(start = Date.now()) {
+    this.t = start;
+  }
+
+  readonly now = (): number => this.t;
+
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+/** A running test server. */
+export interface TestServer {
+  readonly url: string;
+  readonly dataDir: string;
+  readonly dbPath: string;
+  readonly server: RunningServer;
+  readonly clock: TestClock;
+  /** Every log line written so far. */
+  readonly logs: string[];
+  /** While `fail` is true, every audit append fails inside its transaction. */
+  readonly auditFault: { fail: boolean };
+  /** Closes the server (and, unless `keepDir`, removes the data directory). */
+  close(options?: { keepDir?: boolean }): Promise<void>;
+}
+
+/** Options of a test server. */
+export interface TestServerOptions {
+  readonly clock?: TestClock;
+  readonly limits?: LimiterOptions;
+  readonly logLevel?: LogLevel;
+  /** Reuse a data directory (to restart on the same data). */
+  readonly dataDir?: string;
+  /** Wraps the store (to delay or observe operations). */
+  readonly wrapStore?: (store: Store) => Store;
+}
+
+/** Starts a server for one test file or test. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "keyhole-server-"));
+  const clock = options.clock ?? new TestClock();
+  const logs: string[] = [];
+  const auditFault = { fail: false };
+  const server = await startServerWith(
+    {
+      dataDir,
+      host: "127.0.0.1",
+      port: 0,
+      logLevel: options.logLevel ?? "info",
+      log: (line) => logs.push(line),
+      now: clock.now,
+    },
+    {
+      openStore: (path) => {
+        const store = openSqliteStore({
+          path,
+          beforeAuditAppend: () => {
+            if (auditFault.fail) throw new Error("injected audit failure");
+          },
+        });
+        return options.wrapStore ? options.wrapStore(store) : store;
+      },
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
+    },
+  );
+  return {
+    url: server.url,
+    dataDir,
+    dbPath: join(dataDir, "keyhole.db"),
+    server,
+    clock,
+    logs,
+    auditFault,
+    close: async (closeOptions) => {
+      await server.close();
+      if (!closeOptions?.keepDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
