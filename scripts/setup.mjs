@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 
-const run = (cmd, args) => execFileSync(cmd, args, { stdio: "inherit" });
+const run = (cmd, args, env = process.env) => execFileSync(cmd, args, { stdio: "inherit", env });
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 
 if (!existsSync("node_modules/.package-lock.json") || process.env.CI) {
@@ -25,10 +25,23 @@ function sqliteLoads() {
 }
 
 if (!sqliteLoads()) {
-  // better-sqlite3 is the only package whose install script we run, and only its node-gyp
-  // build: prebuilt binaries would be a download outside the lockfile's integrity hashes.
+  // better-sqlite3 is the only package we build, by name: a prebuilt binary would be a download
+  // outside the lockfile's integrity hashes.
   process.stderr.write("setup: building better-sqlite3 from source (about 2 minutes)\n");
-  run(npm, ["rebuild", "better-sqlite3", "--ignore-scripts=false", "--build-from-source"]);
+  // npm tells its scripts where its own node-gyp is; calling it directly compiles the module
+  // from the sources in its registry tarball, so the prebuilt-binary download step never runs.
+  const nodeGyp = process.env.npm_config_node_gyp;
+  if (nodeGyp) {
+    const dir = createRequire(new URL("../packages/server/package.json", import.meta.url))
+      .resolve("better-sqlite3/package.json")
+      .replace(/package\.json$/, "");
+    execFileSync(process.execPath, [nodeGyp, "rebuild", "--release"], { cwd: dir, stdio: "inherit" });
+  } else {
+    run(npm, ["rebuild", "better-sqlite3", "--ignore-scripts=false"], {
+      ...process.env,
+      npm_config_build_from_source: "true",
+    });
+  }
   if (!sqliteLoads()) {
     process.stderr.write("setup: better-sqlite3 did not build; is a C++ compiler installed?\n");
     process.exit(1);
