@@ -90,7 +90,8 @@ export async function openSecretAnswer(
       `the server served version ${answer.version} after version ${highest} of this secret`,
     );
   }
-  if (answer.notAfter !== 0 && context.now > answer.notAfter) {
+  // Exclusive, as on the server: at now == not_after the grant has expired.
+  if (answer.notAfter !== 0 && context.now >= answer.notAfter) {
     throw new KeyholeError("grant_expired");
   }
   // From here on every input is covered by the owner's signature.
