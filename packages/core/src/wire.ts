@@ -173,6 +173,8 @@ export interface SecretView {
   version: number;
   value: string;
   owner_wrap: string;
+  /** The owner's `KHG1` signature over its own wrap; null on versions older than the field. */
+  owner_sig: string | null;
   created_at: number;
   updated_at: number;
   rotation_recommended: boolean;
@@ -186,6 +188,8 @@ export interface SecretPutRequest {
   version: number;
   value: string;
   owner_wrap: string;
+  /** The owner's `KHG1` signature over its own wrap (docs/api.md). */
+  owner_sig: string;
   grants: GrantUpload[];
 }
 

@@ -19,6 +19,7 @@ import { AuthGate } from "./auth/gate.js";
 import { NonceCache } from "./auth/nonce-cache.js";
 import type { PepperRing } from "./auth/pepper.js";
 import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
+import type { RevokedTokens } from "./auth/revoked-tokens.js";
 import { readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
@@ -38,6 +39,8 @@ export interface AppDeps {
   readonly store: Store;
   readonly vault: VaultState;
   readonly peppers: PepperRing;
+  /** Token ids that revoke or rotate retired, kept outside the database. */
+  readonly revoked: RevokedTokens;
   readonly auditKey: AuditKey;
   readonly bootstrap: BootstrapCode;
   readonly clock: () => number;
@@ -62,6 +65,7 @@ export function createApp(deps: AppDeps): App {
   const gate = new AuthGate({
     store: deps.store,
     peppers: deps.peppers,
+    revoked: deps.revoked,
     vault: deps.vault,
     nonces: new NonceCache(),
     sources: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { isKeyholeError } from "@keyhole/core";
 import { loadOrCreateKeyFile, loadOrCreateTextFile, prepareDataDir } from "./data-dir.js";
-import { startServer } from "./server.js";
+import { DEFAULT_PORT, startServer } from "./server.js";
 
 describe("data directory", () => {
   const root = mkdtempSync(join(tmpdir(), "keyhole-datadir-"));
@@ -36,6 +36,10 @@ describe("data directory", () => {
     assert.throws(() => loadOrCreateKeyFile(files.pepper, 32), configError);
     writeFileSync(files.auditKey, new Uint8Array(31), { mode: 0o600 });
     assert.throws(() => loadOrCreateKeyFile(files.auditKey, 32), configError);
+  });
+
+  it("defaults to port 8250 (8200 is Vault's), as the CLI and SDK do", () => {
+    assert.equal(DEFAULT_PORT, 8250);
   });
 
   it("refuses to start on a data dir whose pepper others can read, and on bad options", async () => {

@@ -1,10 +1,11 @@
 /**
  * The data directory (0700): `keyhole.db`, and beside it, outside the database, the files that
  * must not travel with a database backup: `pepper` (the verifier HMAC key), `audit-key` (the
- * checkpoint signing seed) and, until the owner initialises the vault, `bootstrap-code`. Each
- * is created once, atomically (written to a temporary file, fsynced, then hard-linked into
- * place, which fails rather than overwrite), with mode 0600; the server refuses to start if one
- * is readable by group or others, as ssh does with its keys.
+ * checkpoint signing seed), `revoked-tokens` (the append-only deny list a database restore
+ * cannot roll back; see auth/revoked-tokens.ts) and, until the owner initialises the vault,
+ * `bootstrap-code`. The key files are created once, atomically (written to a temporary file,
+ * fsynced, then hard-linked into place, which fails rather than overwrite), with mode 0600; the
+ * server refuses to start if one is readable by group or others, as ssh does with its keys.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -26,6 +27,7 @@ export interface DataDirFiles {
   readonly db: string;
   readonly pepper: string;
   readonly auditKey: string;
+  readonly revokedTokens: string;
   readonly bootstrapCode: string;
 }
 
@@ -38,6 +40,7 @@ export function prepareDataDir(dir: string): DataDirFiles {
     db: join(dir, "keyhole.db"),
     pepper: join(dir, "pepper"),
     auditKey: join(dir, "audit-key"),
+    revokedTokens: join(dir, "revoked-tokens"),
     bootstrapCode: join(dir, "bootstrap-code"),
   };
 }
@@ -74,13 +77,18 @@ function readPrivateFile(path: string): Uint8Array | null {
     if ((error as { code?: string }).code === "ENOENT") return null;
     throw error;
   }
+  assertOwnerOnly(path, mode);
+  return new Uint8Array(readFileSync(path));
+}
+
+/** Refuses a file whose `mode` lets group or others in (`config_error`). */
+export function assertOwnerOnly(path: string, mode: number): void {
   if (process.platform !== "win32" && (mode & 0o077) !== 0) {
     throw new KeyholeError(
       "config_error",
       `${path} must be readable by its owner only (chmod 600)`,
     );
   }
-  return new Uint8Array(readFileSync(path));
 }
 
 function createPrivateFile(path: string, bytes: Uint8Array): Uint8Array {
@@ -105,7 +113,8 @@ function createPrivateFile(path: string, bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-function syncDirectory(dir: string): void {
+/** fsyncs a directory, so a file just created in it survives a crash. */
+export function syncDirectory(dir: string): void {
   if (process.platform === "win32") return;
   const fd = openSync(dir, "r");
   try {

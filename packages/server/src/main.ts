@@ -9,7 +9,7 @@ import { isKeyholeError } from "@keyhole/core";
 import type { LogLevel } from "./log.js";
 import { type ServerOptions, startServer } from "./server.js";
 
-const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 7700]
+const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
 `;
 

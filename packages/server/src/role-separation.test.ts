@@ -112,11 +112,11 @@ describe("role separation (SECURITY-TESTS #4)", () => {
     assert.equal((await owner.request("DELETE", "/v1/owner/grants/alpha/secret-b")).status, 404);
     const body = await owner.secretPutBody("secret-a", canary());
     const secretB = await owner.openSecret("secret-b");
-    const swapped = await owner.request("PUT", "/v1/owner/secrets/secret-a", {
-      ...body,
-      id: secretB.id,
-      grants: [],
-    });
+    const swapped = await owner.request(
+      "PUT",
+      "/v1/owner/secrets/secret-a",
+      await owner.resignPut({ ...body, id: secretB.id, grants: [] }, "secret-a"),
+    );
     assert.equal(swapped.status, 409);
     const { res } = await owner.rotateAgent(alpha, ["secret-b"]);
     assert.equal(res.status, 409);

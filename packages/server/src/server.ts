@@ -12,6 +12,7 @@ import { auditKeyFromSeed } from "./audit/audit-key.js";
 import { BootstrapCode, newBootstrapCode } from "./auth/bootstrap.js";
 import { PepperRing } from "./auth/pepper.js";
 import type { LimiterOptions } from "./auth/rate-limit.js";
+import { RevokedTokens } from "./auth/revoked-tokens.js";
 import {
   loadOrCreateKeyFile,
   loadOrCreateTextFile,
@@ -29,7 +30,7 @@ export interface ServerOptions {
   dataDir: string;
   /** Address to listen on; default `127.0.0.1`. */
   host?: string;
-  /** Port; default 7700, 0 for any free port. */
+  /** Port; default 8250, 0 for any free port. */
   port?: number;
   /** Path of a PEM certificate (chain); with `tlsKey`, the server speaks HTTPS. */
   tlsCert?: string;
@@ -56,7 +57,7 @@ export interface RunningServer {
 }
 
 /** The default port. */
-export const DEFAULT_PORT = 7700;
+export const DEFAULT_PORT = 8250;
 
 /** Hooks for tests: their own store (fault injection) and rate-limit tuning. */
 export interface ServerInternals {
@@ -93,6 +94,7 @@ export async function startServerWith(
   const files = prepareDataDir(options.dataDir);
   const peppers = new PepperRing(loadOrCreateKeyFile(files.pepper, 32));
   const auditKey = auditKeyFromSeed(loadOrCreateKeyFile(files.auditKey, 32));
+  const revoked = RevokedTokens.open(files.revokedTokens);
   const tls =
     options.tlsCert !== undefined && options.tlsKey !== undefined
       ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
@@ -101,6 +103,7 @@ export async function startServerWith(
   const store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
   try {
     const vaultRecord = await store.ensureVault(newId("vault"), clock());
+    await reconcileRevoked(revoked, store, logger);
     let code: string | null = null;
     if (vaultRecord.ownerSignPk === null) {
       code = loadOrCreateTextFile(files.bootstrapCode, newBootstrapCode);
@@ -113,6 +116,7 @@ export async function startServerWith(
       store,
       vault,
       peppers,
+      revoked,
       auditKey,
       bootstrap,
       clock,
@@ -160,6 +164,33 @@ export async function startServerWith(
   } catch (error) {
     await store.close();
     throw error;
+  }
+}
+
+/**
+ * Brings `revoked-tokens` up to date with the database (a crash between a revoke's commit and
+ * its append), then warns about any agent whose live token is on the list: the database was
+ * restored from a copy older than that revoke or rotate. The list keeps such a token out; the
+ * owner should revoke or rotate the agent again so the database agrees.
+ */
+async function reconcileRevoked(
+  revoked: RevokedTokens,
+  store: Store,
+  logger: Logger,
+): Promise<void> {
+  const added = await revoked.reconcile(store);
+  if (added > 0) {
+    logger.event("info", "retired token ids re-added to revoked-tokens", { count: added });
+  }
+  for (const tokenId of revoked.tokenIds()) {
+    const lookup = await store.findAgentByTokenId(tokenId);
+    if (lookup === null || lookup.agent.revokedAt !== null) continue;
+    logger.event(
+      "error",
+      "an agent's token is on the revoked list but live in the database (restored from an " +
+        "older copy?); it cannot authenticate: revoke or rotate the agent again",
+      { agent_id: lookup.agent.id },
+    );
   }
 }
 

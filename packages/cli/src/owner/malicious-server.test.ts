@@ -100,7 +100,7 @@ async function forgeValue(ownerSig: "drop" | "keep"): Promise<void> {
   });
   version.value = encodeBase64url(envelope);
   version.owner_wrap = encodeBase64url(wrap);
-  if (ownerSig === "drop") delete version.owner_sig;
+  if (ownerSig === "drop") version.owner_sig = null;
 }
 
 test("secret get refuses a value the server forged with the owner's public key", async () => {
@@ -118,12 +118,57 @@ test("a forged value is not granted onward: grant add wraps nothing", async () =
   assert.deepEqual(uploads(), []);
 });
 
-test("a version without owner_sig (older server) is read with a warning", async () => {
-  delete (f.fake.secrets.get("api-key") as FakeSecret).versions[0]?.owner_sig;
+test("secret set sends owner_sig, and the server keeps and returns it", async () => {
+  const put = await f.cli(["secret", "set", "api-key"], { stdin: "second" });
+  assert.equal(put.code, 0, put.io.err());
+  const request = f.fake.requests.find((r) => r.method === "PUT");
+  const sent = (request?.body as { owner_sig?: unknown } | undefined)?.owner_sig;
+  assert.equal(typeof sent, "string");
+  assert.equal((f.fake.secrets.get("api-key") as FakeSecret).versions.at(-1)?.owner_sig, sent);
+  assert.equal((await f.cli(["secret", "get", "api-key"])).io.out(), "second");
+});
+
+test("secret get refuses a forged value whose owner_sig the server dropped", async () => {
+  await forgeValue("drop");
   const run = await f.cli(["secret", "get", "api-key"]);
-  assert.equal(run.code, 0);
-  assert.equal(run.io.out(), "real value");
-  assert.match(run.io.err(), /warning: the server sent or kept no owner signature/);
+  assert.equal(run.code, 1);
+  assert.equal(run.io.out(), "");
+  assert.match(run.io.err(), /carries no owner signature/);
+});
+
+test("secret get refuses the owner's own value when owner_sig is null, missing or wrong", async () => {
+  const version = (f.fake.secrets.get("api-key") as FakeSecret).versions[0];
+  assert.ok(version);
+  const genuine = version.owner_sig;
+  const cases: [string | null | undefined, RegExp][] = [
+    [null, /carries no owner signature/],
+    [undefined, /malformed \(owner_sig\)/],
+    ["not base64!", /malformed \(owner_sig\)/],
+    [encodeBase64url(randomBytes(63)), /malformed \(owner_sig\)/],
+    [encodeBase64url(randomBytes(64)), /not signed by this owner/],
+  ];
+  for (const [sig, message] of cases) {
+    if (sig === undefined) delete version.owner_sig;
+    else version.owner_sig = sig;
+    const run = await f.cli(["secret", "get", "api-key"]);
+    assert.equal(run.code, 1, String(sig));
+    assert.equal(run.io.out(), "", "nothing reaches stdout");
+    assert.match(run.io.err(), message);
+    const grant = await f.cli(["grant", "add", "bot", "api-key"]);
+    assert.equal(grant.code, 1);
+  }
+  assert.deepEqual(uploads(), []);
+  version.owner_sig = genuine ?? null;
+  assert.equal((await f.cli(["secret", "get", "api-key"])).io.out(), "real value");
+});
+
+test("secret set replaces a version without owner_sig (stored before the field)", async () => {
+  const secret = f.fake.secrets.get("api-key") as FakeSecret;
+  (secret.versions[0] as FakeSecret["versions"][number]).owner_sig = null;
+  assert.equal((await f.cli(["secret", "get", "api-key"])).code, 1);
+  const set = await f.cli(["secret", "set", "api-key"], { stdin: "re-set" });
+  assert.equal(set.code, 0, set.io.err());
+  assert.equal((await f.cli(["secret", "get", "api-key"])).io.out(), "re-set");
 });
 
 test("a version lower than one already seen is refused as a rollback", async () => {

@@ -96,7 +96,7 @@ export async function putSecretValue(
     }
     const ref = { vaultId: session.vaultId, secretId: id, version: expected + 1 };
     const sealed = await sealNewVersion(session, ref, name, value);
-    let body: SecretPutRequest & { owner_sig: string };
+    let body: SecretPutRequest;
     try {
       const issuedAt = session.io.now();
       const grants = [];
@@ -123,7 +123,7 @@ export async function putSecretValue(
       closeVersion(sealed);
     }
     try {
-      const result = parsePutResponse(await putVersion(session, name, body));
+      const result = parsePutResponse(await session.client.request("PUT", secretPath(name), body));
       if (result.id !== id || result.version !== expected + 1) {
         throw new KeyholeError("untrusted_server", "the server stored a different version");
       }
@@ -132,33 +132,6 @@ export async function putSecretValue(
     } catch (error) {
       if (!shouldRetry(error, attempt)) throw error;
     }
-  }
-}
-
-/**
- * PUTs a version. Compatibility: a server from before `owner_sig` refuses the unknown field with
- * 400 and changes nothing; the version is then sent again without it, with a warning. This gives
- * a malicious server nothing it lacks anyway (it could drop the field silently, which
- * `secret get` reports). Remove once every server stores `owner_sig`.
- */
-async function putVersion(
-  session: OwnerSession,
-  name: string,
-  body: SecretPutRequest & { owner_sig: string },
-): Promise<unknown> {
-  try {
-    return await session.client.request("PUT", secretPath(name), body);
-  } catch (error) {
-    if (
-      !isKeyholeError(error) ||
-      error.code !== "bad_request" ||
-      !/unknown field/.test(error.message)
-    ) {
-      throw error;
-    }
-    session.warnUnsigned();
-    const { owner_sig: _dropped, ...legacy } = body;
-    return session.client.request("PUT", secretPath(name), legacy);
   }
 }
 

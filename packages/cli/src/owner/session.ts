@@ -13,7 +13,7 @@ import {
   type SigningKey,
   zeroize,
 } from "@keyhole/core";
-import { type Io, note, promptHidden } from "../io.js";
+import { type Io, promptHidden } from "../io.js";
 import { DEFAULT_ADDR, OwnerClient, parseServerAddress } from "./client.js";
 import {
   keyholeHome,
@@ -41,7 +41,6 @@ export class OwnerSession {
   readonly client: OwnerClient;
   readonly #seen: Map<string, number>;
   readonly #forgotten = new Set<string>();
-  #warned = false;
 
   constructor(fields: {
     io: Io;
@@ -76,19 +75,6 @@ export class OwnerSession {
   forgetSecret(secretId: string): void {
     this.#seen.delete(secretId);
     this.#forgotten.add(secretId);
-  }
-
-  /**
-   * Says once per session that the server does not keep the owner's signature over values (a
-   * server from before `owner_sig`), so a value it forged could not be told apart.
-   */
-  warnUnsigned(): void {
-    if (this.#warned) return;
-    this.#warned = true;
-    note(
-      this.io,
-      "keyhole: warning: the server sent or kept no owner signature for this value (older server); its authenticity is not checked",
-    );
   }
 
   /** Writes the versions seen in this session to the config, if any moved. */

@@ -106,17 +106,21 @@ export async function signOwnerWrap(
 }
 
 /**
- * Verifies `owner_sig` over a version the server returned. Absent (a server from before the
- * field) gives a warning, not a pass in silence; present and wrong is `untrusted_server`.
+ * Verifies `owner_sig` over a version the server returned. It is the only proof that the owner
+ * wrote the value (the server knows the owner's X25519 public key and could seal its own), so
+ * a missing one is refused like a wrong one: `untrusted_server`.
  */
 export async function checkOwnerSignature(
   session: OwnerSession,
   statement: GrantStatement,
-  ownerSig: string | undefined,
+  ownerSig: string | null,
 ): Promise<void> {
-  if (ownerSig === undefined) {
-    session.warnUnsigned();
-    return;
+  if (ownerSig === null) {
+    throw new KeyholeError(
+      "untrusted_server",
+      "the stored value carries no owner signature, so it cannot be shown to be this owner's; " +
+        "if it predates owner signatures, set it again with `keyhole secret set`",
+    );
   }
   if (!(await verifyGrant(session.signingKey.publicKey, statement, bytes(ownerSig)))) {
     throw new KeyholeError(

@@ -18,11 +18,11 @@ import type {
 } from "@keyhole/core";
 import { isId, KeyholeError, tryDecodeBase64url } from "@keyhole/core";
 
-/** `SecretView` plus the owner's signature over its own wrap (the CLI's addition to the API). */
-export interface OwnerSecretView extends SecretView {
-  /** Absent on servers that predate the field. */
-  readonly owner_sig?: string;
-}
+/**
+ * `GET /v1/owner/secrets/:name`. `owner_sig` is null only on versions stored before servers
+ * kept it; such a version parses (so `secret set` can replace it) but is never opened.
+ */
+export type OwnerSecretView = SecretView;
 
 /** `GET /v1/owner/agents/:name`. */
 export interface AgentDetail extends AgentView {
@@ -145,12 +145,12 @@ export function parseSecretView(value: unknown): OwnerSecretView {
     owner_wrap: b64(o, "owner_wrap"),
     created_at: int(o, "created_at"),
     updated_at: int(o, "updated_at"),
+    owner_sig: o.owner_sig === null ? null : b64(o, "owner_sig", 64),
     rotation_recommended: bool(o, "rotation_recommended"),
     grants: grants.map(parseGrantee),
   };
   if (view.version < 1) bad("version");
-  if (o.owner_sig === undefined || o.owner_sig === null) return view;
-  return { ...view, owner_sig: b64(o, "owner_sig", 64) };
+  return view;
 }
 
 /** One `AgentView`. */

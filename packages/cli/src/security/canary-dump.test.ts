@@ -141,12 +141,21 @@ test("every flow runs with canaries, and no canary, token, seed or auth key is f
   await ok(["grant", "add", "agent-b", "alpha", "--expires", "1h", "--hosts", "api.example.com"]);
   assert.equal(await agentFetch(tokenFile("b"), "alpha"), `digest ${digest(canaries.alpha)}`);
   await ok(["secret", "set", "alpha"], canaries.alphaRotated);
-  assert.equal(await agentFetch(tokenFile("a"), "alpha"), `digest ${digest(canaries.alphaRotated)}`);
-  assert.equal(await agentFetch(tokenFile("b"), "alpha"), `digest ${digest(canaries.alphaRotated)}`);
+  assert.equal(
+    await agentFetch(tokenFile("a"), "alpha"),
+    `digest ${digest(canaries.alphaRotated)}`,
+  );
+  assert.equal(
+    await agentFetch(tokenFile("b"), "alpha"),
+    `digest ${digest(canaries.alphaRotated)}`,
+  );
   await ok(["agent", "rotate", "agent-a", "--token-file", tokenFile("a2")]);
   const tokenA2 = (await readFile(tokenFile("a2"), "utf8")).trim();
   assert.equal(await agentFetch(tokenFile("a"), "alpha"), "error unauthenticated");
-  assert.equal(await agentFetch(tokenFile("a2"), "alpha"), `digest ${digest(canaries.alphaRotated)}`);
+  assert.equal(
+    await agentFetch(tokenFile("a2"), "alpha"),
+    `digest ${digest(canaries.alphaRotated)}`,
+  );
   await ok(["grant", "rm", "agent-b", "alpha"]);
   assert.equal(await agentFetch(tokenFile("b"), "alpha"), "error not_found");
   await ok(["agent", "revoke", "agent-b"]);
@@ -210,7 +219,9 @@ test("every flow runs with canaries, and no canary, token, seed or auth key is f
     server.process.stderr().split("\n").length > 30,
     "the server logged every request at debug level (the search has something to search)",
   );
-  const hits = places.flatMap((p) => findNeedles(p.bytes, needles).map((n) => `${n} in ${p.label}`));
+  const hits = places.flatMap((p) =>
+    findNeedles(p.bytes, needles).map((n) => `${n} in ${p.label}`),
+  );
   assert.deepEqual(hits, []);
 
   // The needles can be found: the same search finds them in the places they are meant to be.

@@ -23,6 +23,7 @@ import {
   parseOwnerAuthorization,
   type SigningKey,
   sign,
+  tryDecodeBase64url,
   verify,
 } from "@keyhole/core";
 import { auditFields } from "../owner/audit.js";
@@ -32,7 +33,8 @@ export interface FakeVersion {
   version: number;
   value: string;
   owner_wrap: string;
-  owner_sig?: string;
+  /** null: a version older than the field; absent (deleted by a test): left out of the answer. */
+  owner_sig?: string | null;
   created_at: number;
 }
 
@@ -230,6 +232,11 @@ export async function startFakeServer(): Promise<FakeServer> {
         return { deleted: true };
       }
       if (method === "PUT") {
+        // Like the real server: owner_sig is required (the real one also verifies it).
+        const sig = typeof body.owner_sig === "string" ? tryDecodeBase64url(body.owner_sig) : null;
+        if (sig === null || sig.length !== 64) {
+          throw new HttpError(400, "bad_request");
+        }
         const current = secret === undefined ? 0 : latest(secret).version;
         if (body.expected_version !== current || body.version !== current + 1) {
           throw new HttpError(409, "conflict");
@@ -254,7 +261,7 @@ export async function startFakeServer(): Promise<FakeServer> {
           version: current + 1,
           value: body.value as string,
           owner_wrap: body.owner_wrap as string,
-          ...(typeof body.owner_sig === "string" ? { owner_sig: body.owner_sig } : {}),
+          owner_sig: body.owner_sig as string,
           created_at: Date.now(),
         });
         secrets.set(name, stored);

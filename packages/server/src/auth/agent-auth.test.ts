@@ -63,6 +63,13 @@ describe("agent authentication is timing-safe (SECURITY-TESTS #11)", () => {
     assert.match(source, /const expected = usable \? lookup\.verifier : DUMMY_VERIFIER;/);
     assert.match(source, /const computed = computeVerifier\(/);
   });
+
+  it("checks the revoked-token list only after the HMAC and comparison", () => {
+    const source = readFileSync(SOURCE, "utf8");
+    const compare = source.indexOf("timingSafeEqual(computed, expected)");
+    const deny = source.indexOf("deps.revoked.has(tokenId)");
+    assert.ok(compare > 0 && deny > compare);
+  });
 });
 
 describe("authenticateAgent", () => {
@@ -90,15 +97,21 @@ describe("authenticateAgent", () => {
       encodeBase64url(id) === encodeBase64url(tokenId) ? lookup : null,
   };
   const header = (id: Uint8Array, key: Uint8Array) => formatAgentAuthorization(id, key);
+  const revoked = { has: (_id: Uint8Array) => false };
 
   it("accepts the right key before expiry and says why it refuses otherwise", async () => {
-    const ok = await authenticateAgent(header(tokenId, authKey), { store, peppers, now: 999 });
+    const ok = await authenticateAgent(header(tokenId, authKey), {
+      store,
+      peppers,
+      revoked,
+      now: 999,
+    });
     assert.equal(ok.ok, true);
     const reasons = await Promise.all([
-      authenticateAgent(header(tokenId, canary(32)), { store, peppers, now: 0 }),
-      authenticateAgent(header(canary(16), authKey), { store, peppers, now: 0 }),
-      authenticateAgent(header(tokenId, authKey), { store, peppers, now: 1000 }),
-      authenticateAgent("Keyhole nope", { store, peppers, now: 0 }),
+      authenticateAgent(header(tokenId, canary(32)), { store, peppers, revoked, now: 0 }),
+      authenticateAgent(header(canary(16), authKey), { store, peppers, revoked, now: 0 }),
+      authenticateAgent(header(tokenId, authKey), { store, peppers, revoked, now: 1000 }),
+      authenticateAgent("Keyhole nope", { store, peppers, revoked, now: 0 }),
     ]);
     assert.deepEqual(
       reasons.map((r) => (r.ok ? "ok" : r.reason)),
@@ -106,11 +119,38 @@ describe("authenticateAgent", () => {
     );
   });
 
+  it("refuses a token id on the revoked list even with the right key, after the same lookup", async () => {
+    const lookedUp: string[] = [];
+    const spy = {
+      findAgentByTokenId: async (id: Uint8Array) => {
+        lookedUp.push(encodeBase64url(id));
+        return store.findAgentByTokenId(id);
+      },
+    };
+    const denied = { has: (id: Uint8Array) => encodeBase64url(id) === encodeBase64url(tokenId) };
+    const right = await authenticateAgent(header(tokenId, authKey), {
+      store: spy,
+      peppers,
+      revoked: denied,
+      now: 0,
+    });
+    assert.deepEqual(right.ok ? "ok" : [right.reason, right.agentId], ["retired", agent.id]);
+    const wrong = await authenticateAgent(header(tokenId, canary(32)), {
+      store: spy,
+      peppers,
+      revoked: denied,
+      now: 0,
+    });
+    assert.equal(wrong.ok ? "ok" : wrong.reason, "bad_key");
+    assert.deepEqual(lookedUp, [encodeBase64url(tokenId), encodeBase64url(tokenId)]);
+  });
+
   it("refuses a verifier made under a pepper the server no longer has", async () => {
     const otherRing = new PepperRing(canary(32));
     const result = await authenticateAgent(header(tokenId, authKey), {
       store,
       peppers: otherRing,
+      revoked,
       now: 0,
     });
     assert.equal(result.ok, false);
@@ -121,6 +161,7 @@ describe("authenticateAgent", () => {
     const result = await authenticateAgent(header(tokenId, authKey), {
       store,
       peppers: rotated,
+      revoked,
       now: 0,
     });
     assert.equal(result.ok, true);

@@ -3,15 +3,24 @@
  * The server recomputes `HMAC-SHA256(pepper[kid], verifierMessage(token_id, auth_key))` and
  * compares it with the stored verifier using `crypto.timingSafeEqual`. An unknown token id runs
  * the same HMAC and comparison against a dummy verifier, and every failure gets the same answer
- * from the caller (SECURITY-TESTS #11).
+ * from the caller (SECURITY-TESTS #11). A token id on the revoked-token list (revoked-tokens.ts)
+ * fails too, after the same work, even when a restored database still holds its verifier.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { encodeBase64url, parseAgentAuthorization } from "@keyhole/core";
 import type { AgentRecord, Store } from "../store/store.js";
 import { computeVerifier, type PepperRing } from "./pepper.js";
+import type { RevokedTokens } from "./revoked-tokens.js";
 
 /** Why an agent credential failed (for the audit log only; never sent to the client). */
-export type AgentAuthFailure = "malformed" | "unknown_token" | "bad_key" | "expired" | "revoked";
+export type AgentAuthFailure =
+  | "malformed"
+  | "unknown_token"
+  | "bad_key"
+  | "expired"
+  | "revoked"
+  /** On the revoked-token list though the database holds it (restored from an older copy?). */
+  | "retired";
 
 /** The outcome of checking an agent credential. */
 export type AgentAuthResult =
@@ -36,7 +45,12 @@ const DUMMY_VERIFIER = new Uint8Array(randomBytes(32));
 /** Checks an agent `Authorization` header value. */
 export async function authenticateAgent(
   header: string,
-  deps: { store: Pick<Store, "findAgentByTokenId">; peppers: PepperRing; now: number },
+  deps: {
+    store: Pick<Store, "findAgentByTokenId">;
+    peppers: PepperRing;
+    revoked: Pick<RevokedTokens, "has">;
+    now: number;
+  },
 ): Promise<AgentAuthResult> {
   const parsed = parseAgentAuthorization(header);
   if (parsed === null) return { ok: false, reason: "malformed", tokenKey: null, agentId: "" };
@@ -48,6 +62,7 @@ export async function authenticateAgent(
   const expected = usable ? lookup.verifier : DUMMY_VERIFIER;
   const computed = computeVerifier((pepper ?? deps.peppers.current).key, tokenId, authKey);
   const match = timingSafeEqual(computed, expected);
+  const retired = deps.revoked.has(tokenId);
   if (!usable || !match) {
     return {
       ok: false,
@@ -57,6 +72,7 @@ export async function authenticateAgent(
     };
   }
   const agent = lookup.agent;
+  if (retired) return { ok: false, reason: "retired", tokenKey, agentId: agent.id };
   if (agent.revokedAt !== null)
     return { ok: false, reason: "revoked", tokenKey, agentId: agent.id };
   if (agent.expiresAt !== null && agent.expiresAt <= deps.now) {

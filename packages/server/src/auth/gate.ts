@@ -26,11 +26,13 @@ import type { NonceCache } from "./nonce-cache.js";
 import { authenticateOwner } from "./owner-auth.js";
 import type { PepperRing } from "./pepper.js";
 import { type FailureLimiter, retryAfterSeconds } from "./rate-limit.js";
+import type { RevokedTokens } from "./revoked-tokens.js";
 
 /** What the gate needs. */
 export interface GateDeps {
   readonly store: Pick<Store, "findAgentByTokenId" | "appendAudit">;
   readonly peppers: PepperRing;
+  readonly revoked: Pick<RevokedTokens, "has">;
   readonly vault: VaultState;
   readonly nonces: NonceCache;
   readonly sources: FailureLimiter;
@@ -77,6 +79,7 @@ export class AuthGate {
       const result = await authenticateAgent(header, {
         store: this.#deps.store,
         peppers: this.#deps.peppers,
+        revoked: this.#deps.revoked,
         now: ctx.now,
       });
       if (!result.ok) {

@@ -1,7 +1,8 @@
 /**
  * Defence in depth on what the owner uploads (docs/api.md): the server verifies every `key_sig`
- * (`KHK1`) and every grant signature (`KHG1`, over the version's `KHS1` bytes and the agent's
- * `KHW1` wrap) with the stored owner key before storing it. The agents and the owner CLI verify
+ * (`KHK1`), every grant signature (`KHG1`, over the version's `KHS1` bytes and the agent's
+ * `KHW1` wrap) and the owner's `owner_sig` over its own wrap with the stored owner key before
+ * storing it. The agents and the owner CLI verify
  * again; this check keeps a buggy or compromised client from planting garbage for them. Only
  * envelope *parsing* happens here (magic, suite, lengths, fingerprints): nothing is decrypted.
  */
@@ -9,6 +10,7 @@ import {
   equalBytes,
   fingerprint,
   KeyholeError,
+  ownerRecipientId,
   parseValueEnvelope,
   parseWrap,
   verifyAgentKey,
@@ -73,6 +75,39 @@ export async function checkAgentKey(
     keySig,
   );
   if (!ok) throw new KeyholeError("bad_request", "key_sig does not verify");
+}
+
+/**
+ * Verifies `owner_sig`: the owner's `KHG1` statement over its own wrap of `target` (agent id
+ * `owner:<vault_id>`, the owner's X25519 fingerprint, times 0, no hosts). `bad_request` if it
+ * fails. The owner CLI refuses a version without it, so the server cannot store a value of its
+ * own sealed to the owner's public key without being caught.
+ */
+export async function checkOwnerSig(
+  owner: OwnerKeys,
+  target: GrantTarget,
+  ownerWrap: Uint8Array,
+  ownerSig: Uint8Array,
+): Promise<void> {
+  const ok = await verifyGrant(
+    owner.ownerSignPk,
+    {
+      vaultId: owner.vaultId,
+      secretId: target.secretId,
+      secretName: target.secretName,
+      version: target.version,
+      dekId: valueDekId(target.value),
+      agentId: ownerRecipientId(owner.vaultId),
+      recipientFingerprint: await fingerprint(owner.ownerEncPk),
+      valueEnvelope: target.value,
+      wrap: ownerWrap,
+      issuedAt: 0,
+      notAfter: 0,
+      allowedHosts: [],
+    },
+    ownerSig,
+  );
+  if (!ok) throw new KeyholeError("bad_request", "owner_sig does not verify");
 }
 
 /**

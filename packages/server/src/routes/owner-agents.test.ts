@@ -210,3 +210,68 @@ describe("owner routes: agents", () => {
     assert.equal(view.revoked_at, null);
   });
 });
+
+describe("owner routes: what a revoke leaves behind", () => {
+  let t: TestServer;
+  let owner: TestOwner;
+
+  before(async () => {
+    t = await startTestServer();
+    owner = await TestOwner.initialized(t);
+    for (const name of ["db", "api", "unrelated"]) await owner.putSecret(name, canary());
+  });
+  after(() => t.close());
+
+  const flags = async () =>
+    (
+      (await owner.request("GET", "/v1/owner/secrets")).json as {
+        secrets: { name: string; rotation_recommended: boolean }[];
+      }
+    ).secrets.map((s) => [s.name, s.rotation_recommended]);
+
+  it("marks every secret the agent could read rotation_recommended, as grant rm does", async () => {
+    await owner.createAgent("reader", ["db", "api"]);
+    await owner.createAgent("bystander", ["unrelated"]);
+    assert.deepEqual(await flags(), [
+      ["api", false],
+      ["db", false],
+      ["unrelated", false],
+    ]);
+    assert.equal((await owner.request("POST", "/v1/owner/agents/reader/revoke")).status, 200);
+    assert.deepEqual(await flags(), [
+      ["api", true],
+      ["db", true],
+      ["unrelated", false],
+    ]);
+    await owner.putSecret("db", canary());
+    assert.equal((await owner.request("POST", "/v1/owner/agents/reader/revoke")).status, 200);
+    assert.deepEqual(await flags(), [
+      ["api", true],
+      ["db", false],
+      ["unrelated", false],
+    ]);
+  });
+
+  it("refuses to register a revoked or rotated-out token id again (409)", async () => {
+    const gone = await owner.createAgent("gone");
+    assert.equal((await owner.request("POST", "/v1/owner/agents/gone/revoke")).status, 200);
+    const copy = await owner.mintAgent("copy");
+    const body = await owner.agentCreateBody(copy);
+    const reuse = await owner.request("POST", "/v1/owner/agents", {
+      ...body,
+      token_id: encodeBase64url(gone.tokenId),
+    });
+    assert.equal(reuse.status, 409);
+    const live = await owner.createAgent("live");
+    const { agent: next } = await owner.rotateAgent(live, []);
+    const again = await owner.mintAgent("live", live.id);
+    const rotate = await owner.agentCreateBody(again);
+    const { id: _id, name: _name, expires_at: _expires, ...rest } = rotate;
+    const back = await owner.request("POST", "/v1/owner/agents/live/rotate", {
+      ...rest,
+      token_id: encodeBase64url(live.tokenId),
+    });
+    assert.equal(back.status, 409);
+    assert.equal((await agentGet(t.url, next, "/v1/agent/self")).status, 200);
+  });
+});

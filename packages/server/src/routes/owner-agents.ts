@@ -1,12 +1,15 @@
 /**
  * Owner routes for agents: list, show, create, rotate, revoke. Every key statement and grant the
  * owner uploads is verified first (`grant-checks.ts`); the store then re-checks, inside its
- * transaction, that nothing it relied on changed meanwhile.
+ * transaction, that nothing it relied on changed meanwhile. The token ids a revoke or rotate
+ * retires go to `revoked-tokens` after the commit (auth/revoked-tokens.ts).
  */
 import { KeyholeError } from "@keyhole/core";
 import type { PepperRing } from "../auth/pepper.js";
+import type { RevokedTokens } from "../auth/revoked-tokens.js";
 import type { RequestContext } from "../http/context.js";
 import type { Route } from "../http/router.js";
+import type { Logger } from "../log.js";
 import type { AgentSummary, NewGrant, Store } from "../store/store.js";
 import { checkBody, checkNoBody, name } from "../validate.js";
 import type { OwnerKeys, VaultState } from "../vault-state.js";
@@ -30,6 +33,8 @@ export interface OwnerAgentDeps {
   >;
   readonly vault: VaultState;
   readonly peppers: PepperRing;
+  readonly revoked: Pick<RevokedTokens, "has" | "record">;
+  readonly logger: Logger;
 }
 
 /** The agent routes under `/v1/owner/agents`. */
@@ -70,6 +75,25 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
     return out;
   }
 
+  /** A token id once retired is never registered again. */
+  function checkFreshToken(tokenId: Uint8Array): void {
+    if (deps.revoked.has(tokenId)) throw new KeyholeError("conflict", "the token id is taken");
+  }
+
+  /**
+   * Appends ids the store just retired to `revoked-tokens`. The revoke or rotate has committed
+   * and the token is already dead, so a failed append is logged, not answered as a failure:
+   * the ids stay refused in memory, the database records them, and the next append or start-up
+   * writes them to the file.
+   */
+  function recordRetired(tokenIds: readonly Uint8Array[], requestId: string): void {
+    try {
+      deps.revoked.record(tokenIds);
+    } catch (error) {
+      deps.logger.unexpected("could not append to revoked-tokens", error, requestId);
+    }
+  }
+
   async function activeAgent(ctx: RequestContext): Promise<AgentSummary> {
     const agent = await store.findAgentByName(name(ctx.param("name"), "name"), ctx.now);
     if (agent === null || agent.revokedAt !== null) {
@@ -107,6 +131,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       action: "agent.create",
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentCreateCheck);
+        checkFreshToken(body.token_id);
         const owner = await deps.vault.owner();
         await checkAgentKey(owner, body.id, body.enc_pk, body.created_at, body.key_sig);
         const grants = await checkUploads(
@@ -142,6 +167,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       action: "agent.rotate",
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentRotateCheck);
+        checkFreshToken(body.token_id);
         const agent = await activeAgent(ctx);
         const owner = await deps.vault.owner();
         await checkAgentKey(owner, agent.id, body.enc_pk, body.created_at, body.key_sig);
@@ -179,7 +205,8 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
           ),
         );
         if (rotated === null) throw new KeyholeError("not_found", "no such agent");
-        return { status: 200, body: agentView(rotated) };
+        recordRetired(rotated.retiredTokenIds, ctx.requestId);
+        return { status: 200, body: agentView(rotated.agent) };
       },
     },
     {
@@ -193,6 +220,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
         if (agent === null) throw new KeyholeError("not_found", "no such agent");
         const result = await ctx.audit((r) => store.revokeAgent(agent.id, ctx.now, r));
         if (result === null) throw new KeyholeError("not_found", "no such agent");
+        recordRetired(result.retiredTokenIds, ctx.requestId);
         return {
           status: 200,
           body: {

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { encodeBase64url, type SecretSummary, type SecretView } from "@keyhole/core";
+import {
+  decodeBase64url,
+  encodeBase64url,
+  parseValueEnvelope,
+  type SecretSummary,
+  type SecretView,
+} from "@keyhole/core";
+import Database from "better-sqlite3";
 import { startTestServer, type TestServer } from "../test-support/harness.js";
 import { errorCode } from "../test-support/http.js";
 import { canary, fetchAndOpen, type TestAgent, TestOwner } from "../test-support/owner.js";
@@ -24,6 +31,7 @@ describe("owner routes: secrets", () => {
     assert.deepEqual(res.json, { id: body.id, name: "stripe", version: 1 });
     const opened = await owner.openSecret("stripe");
     assert.equal(opened.version, 1);
+    assert.equal(opened.view.owner_sig, body.owner_sig, "owner_sig comes back unchanged");
     assert.equal(opened.view.rotation_recommended, false);
     assert.deepEqual(opened.view.grants, []);
   });
@@ -116,6 +124,64 @@ describe("owner routes: secrets", () => {
     assert.equal((await owner.request("GET", "/v1/owner/secrets/fresh")).status, 404);
   });
 
+  it("PUT without a valid owner_sig over its own wrap is 400 and stores nothing", async () => {
+    const body = await owner.secretPutBody("signed", canary());
+    const other = await owner.secretPutBody("signed", canary());
+    const stranger = await TestOwner.create(t.url, t.clock.now);
+    stranger.vaultId = owner.vaultId;
+    const value = decodeBase64url(String(body.value));
+    const ownerWrap = decodeBase64url(String(body.owner_wrap));
+    const statement = {
+      id: String(body.id),
+      name: "signed",
+      version: 1,
+      value,
+      dekId: parseValueEnvelope(value).dekId,
+    };
+    const { owner_sig: _sig, ...unsigned } = body;
+    const cases: [string, unknown][] = [
+      ["missing", unsigned],
+      ["null", { ...body, owner_sig: null }],
+      ["short", { ...body, owner_sig: encodeBase64url(new Uint8Array(63)) }],
+      ["zero", { ...body, owner_sig: encodeBase64url(new Uint8Array(64)) }],
+      ["another version's", { ...body, owner_sig: other.owner_sig }],
+      [
+        "another key's",
+        { ...body, owner_sig: encodeBase64url(await stranger.ownerSig(statement, ownerWrap)) },
+      ],
+      [
+        "another name's",
+        {
+          ...body,
+          owner_sig: encodeBase64url(
+            await owner.ownerSig({ ...statement, name: "other" }, ownerWrap),
+          ),
+        },
+      ],
+    ];
+    for (const [what, bad] of cases) {
+      const res = await owner.request("PUT", "/v1/owner/secrets/signed", bad);
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+    }
+    assert.equal((await owner.request("GET", "/v1/owner/secrets/signed")).status, 404);
+    assert.equal((await owner.request("PUT", "/v1/owner/secrets/signed", body)).status, 201);
+    assert.equal((await owner.request("DELETE", "/v1/owner/secrets/signed")).status, 200);
+  });
+
+  it("GET returns owner_sig null for a version stored before the server kept it", async () => {
+    const { id } = await owner.putSecret("legacy", canary());
+    const db = new Database(t.dbPath);
+    try {
+      db.prepare("UPDATE secret_versions SET owner_sig = NULL WHERE secret_id = ?").run(id);
+    } finally {
+      db.close();
+    }
+    const res = await owner.request("GET", "/v1/owner/secrets/legacy");
+    assert.equal(res.status, 200);
+    assert.equal((res.json as SecretView).owner_sig, null);
+    assert.equal((await owner.request("DELETE", "/v1/owner/secrets/legacy")).status, 200);
+  });
+
   it("PUT with an owner wrap for another key is 400 (the owner could not open it)", async () => {
     const stranger = await TestOwner.create(t.url, t.clock.now);
     stranger.vaultId = owner.vaultId;
@@ -125,7 +191,7 @@ describe("owner routes: secrets", () => {
   });
 
   it("PUT of a name that exists, with expected_version 0, is 409", async () => {
-    const body = await owner.secretPutBody("brand-new", canary());
+    const body = await owner.resignPut(await owner.secretPutBody("brand-new", canary()), "stripe");
     await owner
       .request("PUT", "/v1/owner/secrets/stripe", body)
       .then((r) => assert.equal(r.status, 409));

@@ -7,7 +7,7 @@ import type { Route } from "../http/router.js";
 import type { NewGrant, Store } from "../store/store.js";
 import { checkBody, checkNoBody, name } from "../validate.js";
 import type { VaultState } from "../vault-state.js";
-import { checkGrantUpload, checkWrapRecipient, valueDekId } from "./grant-checks.js";
+import { checkGrantUpload, checkOwnerSig, checkWrapRecipient, valueDekId } from "./grant-checks.js";
 import { granteeView, secretSummaryView } from "./views.js";
 import { secretPutCheck } from "./wire-checks.js";
 
@@ -55,6 +55,7 @@ export function ownerSecretRoutes(deps: OwnerSecretDeps): Route[] {
           version: read.secret.version,
           value: encodeBase64url(read.current.value),
           owner_wrap: encodeBase64url(read.current.ownerWrap),
+          owner_sig: read.current.ownerSig === null ? null : encodeBase64url(read.current.ownerSig),
           created_at: read.secret.createdAt,
           updated_at: read.secret.updatedAt,
           rotation_recommended: read.secret.rotationRecommended,
@@ -86,6 +87,7 @@ export function ownerSecretRoutes(deps: OwnerSecretDeps): Route[] {
           version: body.version,
           value: body.value,
         };
+        await checkOwnerSig(owner, target, body.owner_wrap, body.owner_sig);
         const grants: NewGrant[] = [];
         for (const upload of body.grants) {
           if (upload.secret_id !== body.id || upload.version !== body.version) {
@@ -115,6 +117,7 @@ export function ownerSecretRoutes(deps: OwnerSecretDeps): Route[] {
               version: body.version,
               value: body.value,
               ownerWrap: body.owner_wrap,
+              ownerSig: body.owner_sig,
               grants,
             },
             ctx.now,

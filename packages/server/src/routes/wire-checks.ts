@@ -73,5 +73,6 @@ export const secretPutCheck = object({
   version: int(1),
   value: b64u({ min: MIN_VALUE_BYTES, max: MAX_VALUE_BYTES }),
   owner_wrap: b64u(WRAP_LENGTH),
+  owner_sig: b64u(64),
   grants: array(grantUploadCheck, MAX_GRANTS),
 });

@@ -126,9 +126,10 @@ export function agentContract(c: ContractContext): void {
         T0 + 5,
         request({ ts: T0 + 5 }),
       );
-      assert.deepEqual(rotated?.encPk, encPk);
-      assert.equal(rotated?.createdAt, T0 + 5);
-      assert.equal(rotated?.grantCount, 1);
+      assert.deepEqual(rotated?.agent.encPk, encPk);
+      assert.equal(rotated?.agent.createdAt, T0 + 5);
+      assert.equal(rotated?.agent.grantCount, 1);
+      assert.deepEqual(rotated?.retiredTokenIds, [token.tokenId]);
       assert.equal(await c.store.findAgentByTokenId(token.tokenId), null);
       assert.equal((await c.store.findAgentByTokenId(next.tokenId))?.agent.id, agent.id);
       const grant = (await c.store.listGrants())[0];
@@ -201,6 +202,60 @@ export function agentContract(c: ContractContext): void {
     });
   });
 
+  describe("retired token ids", () => {
+    it("records the old token of a rotate and of a revoke, never the live one", async () => {
+      const { agent, token, secret } = await c.setup();
+      assert.deepEqual(await c.store.listRetiredTokenIds(), []);
+      const encPk = bytes(32);
+      const next = newToken();
+      await c.store.rotateAgent(
+        { agentId: agent.id, expectedEncPk: agent.encPk, encPk, createdAt: T0, keySig: bytes(64) },
+        next,
+        [{ ...grantFor(agent, secret.id, 1), agentEncPk: encPk }],
+        T0,
+        request(),
+      );
+      assert.deepEqual(await c.store.listRetiredTokenIds(), [token.tokenId]);
+      const revoked = await c.store.revokeAgent(agent.id, T0 + 1, request());
+      assert.deepEqual(revoked?.retiredTokenIds, [next.tokenId]);
+      assert.deepEqual(await c.store.listRetiredTokenIds(), [token.tokenId, next.tokenId]);
+      const again = await c.store.revokeAgent(agent.id, T0 + 2, request());
+      assert.deepEqual(again?.retiredTokenIds, []);
+      assert.equal((await c.store.listRetiredTokenIds()).length, 2);
+    });
+
+    it("refuses to register a retired token id again, for a new agent or a rotate", async () => {
+      const { agent, token } = await c.setup();
+      await c.store.revokeAgent(agent.id, T0, request());
+      const head = await c.store.auditHead();
+      const other = newAgent("other");
+      await rejectsWith(
+        c.store.createAgent(other, { ...newToken(), tokenId: token.tokenId }, [], T0, request()),
+        "conflict",
+      );
+      const live = newAgent("live");
+      await c.store.createAgent(live, newToken(), [], T0, request());
+      await rejectsWith(
+        c.store.rotateAgent(
+          {
+            agentId: live.id,
+            expectedEncPk: live.encPk,
+            encPk: bytes(32),
+            createdAt: T0,
+            keySig: bytes(64),
+          },
+          { ...newToken(), tokenId: token.tokenId },
+          [],
+          T0,
+          request(),
+        ),
+        "conflict",
+      );
+      assert.equal(await c.store.getAgent(other.id, T0), null);
+      assert.equal((await c.store.auditHead()).size, head.size + 1);
+    });
+  });
+
   describe("revoke", () => {
     it("kills the token, deletes the grants and reports the blast radius from the audit log", async () => {
       const { agent, token, secret, principal } = await c.setup();
@@ -222,11 +277,39 @@ export function agentContract(c: ContractContext): void {
       ]);
       assert.equal(await c.store.findAgentByTokenId(token.tokenId), null);
       assert.deepEqual(await c.store.listGrants(), []);
+      assert.deepEqual(result?.retiredTokenIds, [token.tokenId]);
       const last = (await c.store.listAudit({ limit: 100 })).at(-1);
       assert.deepEqual(
         [last?.action, last?.result, last?.agentId],
         ["agent.revoke", "ok", agent.id],
       );
+    });
+
+    it("marks every secret it held a grant on rotation-recommended, and no other", async () => {
+      const { agent, secret } = await c.setup();
+      const expiring = secretWrite("expiring");
+      await c.store.putSecretVersion(expiring, T0, request());
+      await c.store.addGrant(grantFor(agent, expiring.id, 1, T0 + 10), T0, request());
+      await c.store.putSecretVersion(secretWrite("untouched"), T0, request());
+      await c.store.revokeAgent(agent.id, T0 + 20, request());
+      const flags = (await c.store.listSecrets(T0 + 20)).map((s) => [
+        s.name,
+        s.rotationRecommended,
+      ]);
+      assert.deepEqual(flags, [
+        ["db-password", true],
+        ["expiring", true],
+        ["untouched", false],
+      ]);
+      assert.equal((await c.store.getSecretById(secret.id))?.rotationRecommended, true);
+      // A second revoke marks nothing anew (a new version has cleared the flag meanwhile).
+      await c.store.putSecretVersion(
+        { ...secretWrite("db-password"), id: secret.id, expectedVersion: 1, version: 2 },
+        T0 + 21,
+        request(),
+      );
+      await c.store.revokeAgent(agent.id, T0 + 22, request());
+      assert.equal((await c.store.getSecretById(secret.id))?.rotationRecommended, false);
     });
 
     it("is idempotent, lets the name be reused, and prefers the active agent by name", async () => {

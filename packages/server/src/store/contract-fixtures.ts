@@ -109,6 +109,7 @@ export function secretWrite(name: string, overrides: Partial<SecretWrite> = {}):
     version: 1,
     value: bytes(60),
     ownerWrap: bytes(101),
+    ownerSig: bytes(64),
     grants: [],
     ...overrides,
   };

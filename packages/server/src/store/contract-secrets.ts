@@ -30,6 +30,7 @@ export function secretContract(c: ContractContext): void {
       const version = await c.store.getSecretVersion(write.id, 1);
       assert.deepEqual(version?.value, write.value);
       assert.deepEqual(version?.ownerWrap, write.ownerWrap);
+      assert.deepEqual(version?.ownerSig, write.ownerSig);
       assert.equal(await c.store.getSecretVersion(write.id, 2), null);
       assert.equal(await c.store.getSecretByName("nope"), null);
       assert.equal(await c.store.getSecretById(newId("secret")), null);

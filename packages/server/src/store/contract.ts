@@ -133,6 +133,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreHar
         assert.equal((await store.getSecretByName("db-password"))?.rotationRecommended, false);
         assert.equal((await store.findAgentByTokenId(token.tokenId))?.agent.revokedAt, null);
         assert.equal((await store.listGrants()).length, 1);
+        assert.deepEqual(await store.listRetiredTokenIds(), []);
         assert.equal((await store.getVault())?.ownerSignPk, null);
       });
     });

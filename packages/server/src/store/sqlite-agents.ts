@@ -25,6 +25,7 @@ import type {
   NewGrant,
   NewToken,
   RevokeResult,
+  RotateResult,
 } from "./store.js";
 
 /** `Store.createAgent`, inside a transaction. */
@@ -69,7 +70,7 @@ export function rotateAgentTx(
   grants: readonly NewGrant[],
   now: number,
   audit: AuditRequest,
-): AgentSummary | null {
+): RotateResult | null {
   const agent = db.agentRow(update.agentId);
   if (!agent || agent.revoked_at !== null) {
     db.append(audit, { action: "agent.rotate", result: "not_found", agentId: update.agentId });
@@ -90,7 +91,7 @@ export function rotateAgentTx(
   }
   const createdAt = new Map(active.map((g) => [g.secret_id, g.created_at]));
   // The old token dies in this transaction: there is never a moment with both or neither.
-  db.q("DELETE FROM agent_tokens WHERE agent_id = @id").run({ id: agent.id });
+  const retiredTokenIds = db.retireTokens(agent.id, "rotate", now);
   db.insertToken(agent.id, token, now);
   db.q(
     "UPDATE agents SET enc_pk = @encPk, created_at = @createdAt, key_sig = @keySig WHERE id = @id",
@@ -103,7 +104,7 @@ export function rotateAgentTx(
   db.q("DELETE FROM grants WHERE agent_id = @id").run({ id: agent.id });
   for (const grant of grants) db.insertGrant(grant, createdAt.get(grant.secretId) ?? now);
   db.append(audit, { action: "agent.rotate", result: "ok", agentId: agent.id });
-  return required(db.agentSummary(agent.id, now));
+  return { agent: required(db.agentSummary(agent.id, now)), retiredTokenIds };
 }
 
 /** `Store.revokeAgent`, inside a transaction. */
@@ -134,9 +135,16 @@ export function revokeAgentTx(
        GROUP BY secret_id`,
     )
     .all({ agentId }) as { secret_id: string; reads: number; first: number; last: number }[];
+  let retiredTokenIds: Uint8Array[] = [];
   if (!alreadyRevoked) {
     db.q("UPDATE agents SET revoked_at = @now WHERE id = @agentId").run({ agentId, now });
-    db.q("DELETE FROM agent_tokens WHERE agent_id = @agentId").run({ agentId });
+    retiredTokenIds = db.retireTokens(agentId, "revoke", now);
+    // It may have read any secret it held a grant on (expired or not, the grant was on the
+    // current version): as with `grant rm`, the upstream credential should be rotated.
+    db.q(
+      `UPDATE secrets SET rotation_recommended = 1
+       WHERE id IN (SELECT secret_id FROM grants WHERE agent_id = @agentId)`,
+    ).run({ agentId });
     db.q("DELETE FROM grants WHERE agent_id = @agentId").run({ agentId });
   }
   db.append(audit, {
@@ -171,7 +179,12 @@ export function revokeAgentTx(
   const blastRadius = [...bySecret.values()].sort((x, y) =>
     sortKey(x) < sortKey(y) ? -1 : sortKey(x) > sortKey(y) ? 1 : 0,
   );
-  return { agent: required(db.agentSummary(agentId, now)), blastRadius, alreadyRevoked };
+  return {
+    agent: required(db.agentSummary(agentId, now)),
+    blastRadius,
+    alreadyRevoked,
+    retiredTokenIds,
+  };
 }
 
 /** `Store.agentSelf`, inside a transaction. */

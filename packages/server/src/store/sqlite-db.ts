@@ -178,7 +178,12 @@ export class SqliteDb {
   }
 
   insertToken(agentId: string, token: NewToken, now: number): void {
-    if (this.q("SELECT 1 FROM agent_tokens WHERE token_id = @t").get({ t: blob(token.tokenId) })) {
+    const t = blob(token.tokenId);
+    // A retired token id stays dead: reusing it would make an agent that can never authenticate.
+    if (
+      this.q("SELECT 1 FROM agent_tokens WHERE token_id = @t").get({ t }) ||
+      this.q("SELECT 1 FROM retired_tokens WHERE token_id = @t").get({ t })
+    ) {
       throw new KeyholeError("conflict", "the token id is taken");
     }
     this.q(
@@ -191,6 +196,24 @@ export class SqliteDb {
       kid: token.pepperKid,
       now,
     });
+  }
+
+  /**
+   * Deletes the agent's token and records its id in `retired_tokens`, in the caller's
+   * transaction, so the id outlives the row (the server copies it outside the database).
+   */
+  retireTokens(agentId: string, reason: "revoke" | "rotate", now: number): Uint8Array[] {
+    const rows = this.q("SELECT token_id FROM agent_tokens WHERE agent_id = @agentId").all({
+      agentId,
+    }) as { token_id: Buffer }[];
+    for (const row of rows) {
+      this.q(
+        `INSERT INTO retired_tokens (token_id, agent_id, reason, retired_at)
+         VALUES (@tokenId, @agentId, @reason, @now)`,
+      ).run({ tokenId: row.token_id, agentId, reason, now });
+    }
+    this.q("DELETE FROM agent_tokens WHERE agent_id = @agentId").run({ agentId });
+    return rows.map((row) => bytes(row.token_id));
   }
 
   /** Inserts a grant after checking that it names the secret's current version. */

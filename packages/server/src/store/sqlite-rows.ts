@@ -45,6 +45,8 @@ export interface VersionRow {
   version: number;
   value: Buffer;
   owner_wrap: Buffer;
+  /** NULL on versions written before migration 2. */
+  owner_sig: Buffer | null;
   created_at: number;
 }
 
@@ -192,6 +194,7 @@ export function toVersion(row: VersionRow): SecretVersionRecord {
     version: row.version,
     value: bytes(row.value),
     ownerWrap: bytes(row.owner_wrap),
+    ownerSig: row.owner_sig === null ? null : bytes(row.owner_sig),
     createdAt: row.created_at,
   };
 }

@@ -126,13 +126,14 @@ export function putSecretVersionTx(
     ).run({ id: write.id, version: write.version, now });
   }
   db.q(
-    `INSERT INTO secret_versions (secret_id, version, value, owner_wrap, created_at)
-     VALUES (@id, @version, @value, @ownerWrap, @now)`,
+    `INSERT INTO secret_versions (secret_id, version, value, owner_wrap, owner_sig, created_at)
+     VALUES (@id, @version, @value, @ownerWrap, @ownerSig, @now)`,
   ).run({
     id: write.id,
     version: write.version,
     value: Buffer.from(write.value),
     ownerWrap: Buffer.from(write.ownerWrap),
+    ownerSig: Buffer.from(write.ownerSig),
     now,
   });
   // The old version's wraps go; expired grants and those of revoked agents are purged with them.

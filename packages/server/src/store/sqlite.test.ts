@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import { isKeyholeError, newId } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { runStoreContract } from "./contract.js";
+import * as initial from "./migrations/sqlite/001-initial.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
 import { openSqliteStore } from "./sqlite.js";
 import { translateError } from "./sqlite-rows.js";
@@ -59,6 +60,34 @@ describe("SQLite store on disk", () => {
     }
   });
 
+  it("migrates a version-1 database: its versions get a NULL owner_sig, nothing is lost", async () => {
+    const path = join(tempDir(), "keyhole.db");
+    const old = new Database(path);
+    old.exec(`CREATE TABLE schema_migrations (
+      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    old.exec(initial.sql);
+    old.prepare("INSERT INTO schema_migrations VALUES (1, 'initial', 0)").run();
+    const id = newId("secret");
+    old
+      .prepare(
+        "INSERT INTO secrets (id, name, current_version, created_at, updated_at) VALUES (?, 'old', 1, 1, 1)",
+      )
+      .run(id);
+    old
+      .prepare("INSERT INTO secret_versions VALUES (?, 1, ?, ?, 1)")
+      .run(id, Buffer.from([1, 2, 3]), Buffer.alloc(101, 7));
+    old.close();
+    const store = openSqliteStore({ path });
+    try {
+      const version = await store.getSecretVersion(id, 1);
+      assert.deepEqual(version?.value, new Uint8Array([1, 2, 3]));
+      assert.equal(version?.ownerSig, null);
+      assert.deepEqual(await store.listRetiredTokenIds(), []);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("keeps data across close and reopen", async () => {
     const path = join(tempDir(), "keyhole.db");
     const first = openSqliteStore({ path });
@@ -71,6 +100,7 @@ describe("SQLite store on disk", () => {
         version: 1,
         value: new Uint8Array([1, 2, 3]),
         ownerWrap: new Uint8Array(101),
+        ownerSig: new Uint8Array(64),
         grants: [],
       },
       1,
@@ -130,6 +160,24 @@ describe("SQLite store on disk", () => {
     try {
       assert.throws(() => db.prepare("UPDATE audit SET detail = 'x'").run(), /append-only/);
       assert.throws(() => db.prepare("DELETE FROM audit").run(), /append-only/);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("rejects edits and deletes of retired token ids through the append-only triggers", async () => {
+    const path = join(tempDir(), "keyhole.db");
+    await openSqliteStore({ path }).close();
+    const db = new Database(path);
+    try {
+      db.prepare("INSERT INTO retired_tokens VALUES (?, 'agt_x', 'revoke', 1)").run(
+        Buffer.alloc(16, 1),
+      );
+      assert.throws(
+        () => db.prepare("UPDATE retired_tokens SET retired_at = 2").run(),
+        /append-only/,
+      );
+      assert.throws(() => db.prepare("DELETE FROM retired_tokens").run(), /append-only/);
     } finally {
       db.close();
     }

@@ -58,6 +58,7 @@ import type {
   NewToken,
   OwnerSecretRead,
   RevokeResult,
+  RotateResult,
   SecretRecord,
   SecretSummary,
   SecretVersionInfo,
@@ -206,7 +207,7 @@ class SqliteStore implements Store {
     grants: readonly NewGrant[],
     now: number,
     audit: AuditRequest,
-  ): Promise<AgentSummary | null> {
+  ): Promise<RotateResult | null> {
     return this.#db.write(() => rotateAgentTx(this.#db, update, token, grants, now, audit));
   }
 
@@ -216,6 +217,16 @@ class SqliteStore implements Store {
     audit: AuditRequest,
   ): Promise<RevokeResult | null> {
     return this.#db.write(() => revokeAgentTx(this.#db, agentId, now, audit));
+  }
+
+  async listRetiredTokenIds(): Promise<Uint8Array[]> {
+    return this.#db.read(() =>
+      (
+        this.#db.q("SELECT token_id FROM retired_tokens ORDER BY rowid").all() as {
+          token_id: Buffer;
+        }[]
+      ).map((r) => bytes(r.token_id)),
+    );
   }
 
   async agentSelf(

@@ -136,12 +136,14 @@ export interface SecretSummary extends SecretRecord {
   readonly grantCount: number;
 }
 
-/** One stored version: the `KHS1` envelope and the owner's `KHW1` wrap. */
+/** One stored version: the `KHS1` envelope, the owner's `KHW1` wrap and its signature. */
 export interface SecretVersionRecord {
   readonly secretId: string;
   readonly version: number;
   readonly value: Uint8Array;
   readonly ownerWrap: Uint8Array;
+  /** The owner's `KHG1` signature over its own wrap; null on versions stored before it was kept. */
+  readonly ownerSig: Uint8Array | null;
   readonly createdAt: number;
 }
 
@@ -221,6 +223,8 @@ export interface SecretWrite {
   readonly version: number;
   readonly value: Uint8Array;
   readonly ownerWrap: Uint8Array;
+  /** The owner's `KHG1` signature over `ownerWrap` (checked by the caller). */
+  readonly ownerSig: Uint8Array;
   /** Must cover exactly the secret's active grants, at `version`. */
   readonly grants: readonly NewGrant[];
 }
@@ -250,6 +254,15 @@ export interface RevokeResult {
   readonly agent: AgentSummary;
   readonly blastRadius: readonly BlastRadiusEntry[];
   readonly alreadyRevoked: boolean;
+  /** The token ids this revoke retired (none when already revoked). */
+  readonly retiredTokenIds: readonly Uint8Array[];
+}
+
+/** The outcome of a rotate. */
+export interface RotateResult {
+  readonly agent: AgentSummary;
+  /** The token ids the new token replaced. */
+  readonly retiredTokenIds: readonly Uint8Array[];
 }
 
 /** The server's storage. See the file comment for the rules every method follows. */
@@ -283,8 +296,9 @@ export interface Store {
   ): Promise<AgentSummary>;
   /**
    * Replaces an agent's key, token and grants (`agent.rotate`): the old token stops working in
-   * the same transaction. The grants must cover exactly its active grants at current versions.
-   * Null (audited `not_found`) if the agent does not exist or is revoked.
+   * the same transaction, and its id is recorded as retired in it too. The grants must cover
+   * exactly its active grants at current versions. Null (audited `not_found`) if the agent does
+   * not exist or is revoked.
    */
   rotateAgent(
     update: AgentKeyUpdate,
@@ -292,12 +306,18 @@ export interface Store {
     grants: readonly NewGrant[],
     now: number,
     audit: AuditRequest,
-  ): Promise<AgentSummary | null>;
+  ): Promise<RotateResult | null>;
   /**
-   * Revokes an agent (`agent.revoke`): token and grants (with their wraps) deleted. Idempotent on
-   * an agent already revoked. Null (audited `not_found`) if there is no such agent.
+   * Revokes an agent (`agent.revoke`): token and grants (with their wraps) deleted, its token id
+   * recorded as retired, and every secret it held a grant on marked rotation-recommended.
+   * Idempotent on an agent already revoked. Null (audited `not_found`) if there is no such agent.
    */
   revokeAgent(agentId: string, now: number, audit: AuditRequest): Promise<RevokeResult | null>;
+  /**
+   * Every token id ever retired by revoke or rotate. A token id, once retired, can never be
+   * registered again (`createAgent` and `rotateAgent` reject it with `conflict`).
+   */
+  listRetiredTokenIds(): Promise<Uint8Array[]>;
 
   /** The agent's own record (`agent.self`); rejects `unauthenticated` if its token is gone. */
   agentSelf(principal: AgentPrincipal, now: number, audit: AuditRequest): Promise<AgentRecord>;

@@ -317,6 +317,7 @@ export class TestOwner {
       dek: sealed.dek,
       dekId: sealed.dekId,
     };
+    const ownerSig = await this.ownerSig(secret, ownerWrap);
     const grants: GrantUpload[] = [];
     for (const g of view?.grants ?? []) {
       grants.push(
@@ -333,8 +334,50 @@ export class TestOwner {
       version,
       value: encodeBase64url(sealed.envelope),
       owner_wrap: encodeBase64url(ownerWrap),
+      owner_sig: encodeBase64url(ownerSig),
       grants,
     };
+  }
+
+  /**
+   * `body` (a `SecretPut`) with `owner_sig` signed afresh for `name` and the body's own id,
+   * version, value and wrap: a doctored body that still passes the signature check, so a test
+   * reaches the checks behind it.
+   */
+  async resignPut(body: Record<string, unknown>, name: string): Promise<Record<string, unknown>> {
+    const value = decodeBase64url(String(body.value));
+    const sig = await this.ownerSig(
+      {
+        id: String(body.id),
+        name,
+        version: Number(body.version),
+        value,
+        dekId: parseValueEnvelope(value).dekId,
+      },
+      decodeBase64url(String(body.owner_wrap)),
+    );
+    return { ...body, owner_sig: encodeBase64url(sig) };
+  }
+
+  /** The owner's `KHG1` signature over its own wrap of a version (`SecretPut.owner_sig`). */
+  async ownerSig(
+    secret: Pick<OwnedSecret, "id" | "name" | "version" | "value" | "dekId">,
+    ownerWrap: Uint8Array,
+  ): Promise<Uint8Array> {
+    return signGrant(this.signKey, {
+      vaultId: this.vaultId,
+      secretId: secret.id,
+      secretName: secret.name,
+      version: secret.version,
+      dekId: secret.dekId,
+      agentId: ownerRecipientId(this.vaultId),
+      recipientFingerprint: await fingerprint(this.enc.publicKey),
+      valueEnvelope: secret.value,
+      wrap: ownerWrap,
+      issuedAt: 0,
+      notAfter: 0,
+      allowedHosts: [],
+    });
   }
 
   /** Writes a new version; throws unless the server accepts it. */

@@ -4,6 +4,7 @@
  * Never edit a released migration: add the next file.
  */
 import * as initial from "./001-initial.js";
+import * as ownerSigRetiredTokens from "./002-owner-sig-retired-tokens.js";
 
 /** One schema step. */
 export interface Migration {
@@ -13,4 +14,7 @@ export interface Migration {
 }
 
 /** Every migration, by ascending version. */
-export const SQLITE_MIGRATIONS: readonly Migration[] = [{ version: 1, ...initial }];
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  { version: 1, ...initial },
+  { version: 2, ...ownerSigRetiredTokens },
+];
