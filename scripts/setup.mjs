@@ -35,7 +35,10 @@ if (!sqliteLoads()) {
     const dir = createRequire(new URL("../packages/server/package.json", import.meta.url))
       .resolve("better-sqlite3/package.json")
       .replace(/package\.json$/, "");
-    execFileSync(process.execPath, [nodeGyp, "rebuild", "--release"], { cwd: dir, stdio: "inherit" });
+    execFileSync(process.execPath, [nodeGyp, "rebuild", "--release"], {
+      cwd: dir,
+      stdio: "inherit",
+    });
   } else {
     run(npm, ["rebuild", "better-sqlite3", "--ignore-scripts=false"], {
       ...process.env,

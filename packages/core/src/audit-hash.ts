@@ -80,4 +80,3 @@ export function encodeCheckpoint(logId: string, size: number, head: Uint8Array):
   for (const byte of head) binary += String.fromCharCode(byte);
   return utf8(`keyhole/v1/audit\n${logId}\n${size}\n${btoa(binary)}\n`);
 }
-

@@ -50,7 +50,8 @@ export class KeyholeError extends Error {
     super(message ?? defaultMessage(code));
     this.name = "KeyholeError";
     this.code = code;
-    if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
+    if (options?.retryAfterSeconds !== undefined)
+      this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   /** Seconds the caller should wait, for `rate_limited` (an own property only when set). */
@@ -65,7 +66,11 @@ export class KeyholeError extends Error {
 
 /** True for a KeyholeError, even one created by another copy of this package (another bundle). */
 export function isKeyholeError(value: unknown): value is KeyholeError {
-  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[BRAND] === true
+  );
 }
 
 /** True when `code` is in the closed table. */

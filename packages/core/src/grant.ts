@@ -10,7 +10,7 @@
  */
 import { concatBytes, lp, u64 } from "./bytes.js";
 import { KeyholeError } from "./errors.js";
-import { sha256, type SigningKey, sign, verify } from "./keys.js";
+import { type SigningKey, sha256, sign, verify } from "./keys.js";
 
 /** Everything a grant signature covers. */
 export interface GrantStatement {
@@ -33,7 +33,8 @@ export interface GrantStatement {
   readonly allowedHosts: readonly string[];
 }
 
-const HOST = /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,4})?$/;
+const HOST =
+  /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,4})?$/;
 
 /** True for `host` or `host:port` in lower case, the only form a grant may carry. */
 export function isValidHost(host: string): boolean {

@@ -2,8 +2,10 @@
  * @keyhole/core: the v1 formats and the crypto behind them. No I/O and no `node:*` imports, so
  * the SDK can depend on it anywhere WebCrypto runs. This file is the public contract.
  */
-export { encodeAgentKeyMessage, signAgentKey, verifyAgentKey } from "./agent-key.js";
+
 export type { AgentKeyStatement } from "./agent-key.js";
+export { encodeAgentKeyMessage, signAgentKey, verifyAgentKey } from "./agent-key.js";
+export type { AuditActorType, AuditFields, Sha256Sync } from "./audit-hash.js";
 export {
   AUDIT_GENESIS,
   auditLeaf,
@@ -11,7 +13,6 @@ export {
   encodeAuditEntry,
   encodeCheckpoint,
 } from "./audit-hash.js";
-export type { AuditActorType, AuditFields, Sha256Sync } from "./audit-hash.js";
 export { decodeBase64url, encodeBase64url, tryDecodeBase64url } from "./base64url.js";
 export {
   concatBytes,
@@ -26,6 +27,7 @@ export {
   zeroize,
 } from "./bytes.js";
 export { crc32 } from "./crc32.js";
+export type { SecretVersionRef, ValueEnvelope } from "./envelope.js";
 export {
   DEK_ID_LENGTH,
   DEK_LENGTH,
@@ -36,7 +38,7 @@ export {
   sealValue,
   VALUE_MAGIC,
 } from "./envelope.js";
-export type { SecretVersionRef, ValueEnvelope } from "./envelope.js";
+export type { KeyholeErrorCode, WireErrorCode } from "./errors.js";
 export {
   ERROR_STATUS,
   isKeyholeError,
@@ -44,7 +46,7 @@ export {
   isWireErrorCode,
   KeyholeError,
 } from "./errors.js";
-export type { KeyholeErrorCode, WireErrorCode } from "./errors.js";
+export type { GrantStatement } from "./grant.js";
 export {
   canonicalHosts,
   encodeGrantMessage,
@@ -53,11 +55,11 @@ export {
   signGrant,
   verifyGrant,
 } from "./grant.js";
-export type { GrantStatement } from "./grant.js";
-export { deriveRecipientKeyPair, hpkeOpen, hpkeSeal } from "./hpke.js";
 export type { RecipientKeyPair } from "./hpke.js";
-export { ID_PREFIX, isId, isValidName, newId } from "./ids.js";
+export { deriveRecipientKeyPair, hpkeOpen, hpkeSeal } from "./hpke.js";
 export type { IdKind } from "./ids.js";
+export { ID_PREFIX, isId, isValidName, newId } from "./ids.js";
+export type { SigningKey } from "./keys.js";
 export {
   fingerprint,
   generateSigningSeed,
@@ -68,7 +70,7 @@ export {
   sign,
   verify,
 } from "./keys.js";
-export type { SigningKey } from "./keys.js";
+export type { OwnerRequest } from "./owner-request.js";
 export {
   encodeInitProofMessage,
   encodeOwnerRequestMessage,
@@ -76,7 +78,7 @@ export {
   OWNER_REQUEST_WINDOW_MS,
   parseOwnerAuthorization,
 } from "./owner-request.js";
-export type { OwnerRequest } from "./owner-request.js";
+export type { AgentKeys } from "./token.js";
 export {
   AgentToken,
   decodeTokenId,
@@ -88,8 +90,8 @@ export {
   TOKEN_PREFIX,
   verifierMessage,
 } from "./token.js";
-export type { AgentKeys } from "./token.js";
 export type * from "./wire.js";
+export type { WrapRecipient } from "./wrap.js";
 export {
   agentRecipientId,
   encodeWrapAad,
@@ -100,4 +102,3 @@ export {
   WRAP_MAGIC,
   wrapDek,
 } from "./wrap.js";
-export type { WrapRecipient } from "./wrap.js";

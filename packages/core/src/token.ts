@@ -127,18 +127,17 @@ export class AgentToken {
  * Any failure is the one generic `invalid_token` error, which never echoes the input.
  */
 export function parseToken(text: string): AgentToken {
-  if (
-    typeof text !== "string" ||
-    text.length !== TOKEN_LENGTH ||
-    !text.startsWith(TOKEN_PREFIX)
-  ) {
+  if (typeof text !== "string" || text.length !== TOKEN_LENGTH || !text.startsWith(TOKEN_PREFIX)) {
     throw new KeyholeError("invalid_token");
   }
   const bytes = tryDecodeBase64url(text.slice(TOKEN_PREFIX.length));
   if (bytes === null || bytes.length !== BODY_LENGTH + 4) throw new KeyholeError("invalid_token");
   try {
     const body = bytes.subarray(0, BODY_LENGTH);
-    const stored = new DataView(bytes.buffer, bytes.byteOffset + BODY_LENGTH, 4).getUint32(0, false);
+    const stored = new DataView(bytes.buffer, bytes.byteOffset + BODY_LENGTH, 4).getUint32(
+      0,
+      false,
+    );
     if (crc32(body) !== stored) throw new KeyholeError("invalid_token");
     return new AgentToken(
       body.subarray(0, TOKEN_ID_LENGTH),

@@ -10,7 +10,7 @@
  * another agent, secret or version.
  */
 import { concatBytes, equalBytes, lp, u64, utf8 } from "./bytes.js";
-import { DEK_ID_LENGTH, DEK_LENGTH, SUITE_V1, type SecretVersionRef } from "./envelope.js";
+import { DEK_ID_LENGTH, DEK_LENGTH, type SecretVersionRef, SUITE_V1 } from "./envelope.js";
 import { KeyholeError } from "./errors.js";
 import { hpkeOpen, hpkeSeal, type RecipientKeyPair } from "./hpke.js";
 import { fingerprint } from "./keys.js";
