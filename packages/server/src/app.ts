@@ -67,7 +67,8 @@ export function createApp(deps: AppDeps): App {
     peppers: deps.peppers,
     revoked: deps.revoked,
     vault: deps.vault,
-    nonces: new NonceCache(),
+    // Created now: owner requests signed before this moment are refused (see nonce-cache.ts).
+    nonces: new NonceCache({ since: deps.clock() }),
     sources: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
     tokens: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
     failures,

@@ -1,11 +1,32 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { isKeyholeError } from "@keyhole/core";
-import { loadOrCreateKeyFile, loadOrCreateTextFile, prepareDataDir } from "./data-dir.js";
+import { RevokedTokens } from "./auth/revoked-tokens.js";
+import {
+  currentOwner,
+  loadOrCreateKeyFile,
+  loadOrCreateTextFile,
+  prepareDataDir,
+} from "./data-dir.js";
 import { DEFAULT_PORT, startServer } from "./server.js";
+
+const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
+const POSIX = { skip: process.platform === "win32" ? "no modes or uids on Windows" : false };
 
 describe("data directory", () => {
   const root = mkdtempSync(join(tmpdir(), "keyhole-datadir-"));
@@ -65,5 +86,128 @@ describe("data directory", () => {
     assert.equal(second.vaultId, first.vaultId);
     assert.equal(second.bootstrapCode, first.bootstrapCode, "the code survives until init");
     assert.match(first.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  const configErrorLike = (pattern: RegExp) => (error: unknown) =>
+    configError(error) && pattern.test((error as Error).message);
+  // Another user, played through the owner parameter (the tests may not run as root).
+  const someoneElse = (currentOwner() ?? 0) + 1;
+
+  it(
+    "refuses an existing data dir writable by others, with a planted private bootstrap code",
+    POSIX,
+    async () => {
+      const dir = join(root, "planted");
+      mkdirSync(dir);
+      chmodSync(dir, 0o777);
+      writeFileSync(join(dir, "bootstrap-code"), "0123456789abcdef0123456789abcdef\n", {
+        mode: 0o600,
+      });
+      assert.throws(() => prepareDataDir(dir), configErrorLike(/writable by group or others/));
+      await assert.rejects(startServer({ dataDir: dir, port: 0, logLevel: "silent" }), configError);
+      chmodSync(dir, 0o770);
+      assert.throws(() => prepareDataDir(dir), configErrorLike(/chmod 700/));
+      chmodSync(dir, 0o750);
+      assert.doesNotThrow(
+        () => prepareDataDir(dir),
+        "readable by the group is fine; writable is not",
+      );
+    },
+  );
+
+  it("refuses a data dir, key file or database owned by another user", POSIX, () => {
+    const dir = join(root, "theirs");
+    const files = prepareDataDir(dir);
+    assert.throws(() => prepareDataDir(dir, someoneElse), configErrorLike(/owned by uid/));
+    loadOrCreateKeyFile(files.pepper, 32);
+    loadOrCreateKeyFile(files.auditKey, 32);
+    loadOrCreateTextFile(files.bootstrapCode, () => "code");
+    RevokedTokens.open(files.revokedTokens);
+    assert.throws(
+      () => loadOrCreateKeyFile(files.pepper, 32, someoneElse),
+      configErrorLike(/owned by uid/),
+    );
+    assert.throws(
+      () => loadOrCreateKeyFile(files.auditKey, 32, someoneElse),
+      configErrorLike(/owned by uid/),
+    );
+    assert.throws(
+      () => loadOrCreateTextFile(files.bootstrapCode, () => "x", someoneElse),
+      configErrorLike(/owned by uid/),
+    );
+    assert.throws(
+      () => RevokedTokens.open(files.revokedTokens, someoneElse),
+      configErrorLike(/owned by uid/),
+    );
+  });
+
+  it("refuses files really owned by another user (when the tests run as root)", {
+    skip: process.getuid?.() === 0 ? false : "needs root to chown",
+  }, async () => {
+    const dir = join(root, "chowned");
+    prepareDataDir(dir);
+    chownSync(dir, 65534, 65534);
+    await assert.rejects(
+      startServer({ dataDir: dir, port: 0, logLevel: "silent" }),
+      configErrorLike(/owned by uid 65534/),
+    );
+    chownSync(dir, 0, 0);
+    loadOrCreateKeyFile(join(dir, "pepper"), 32);
+    chownSync(join(dir, "pepper"), 65534, 65534);
+    await assert.rejects(
+      startServer({ dataDir: dir, port: 0, logLevel: "silent" }),
+      configErrorLike(/pepper is owned by uid 65534/),
+    );
+  });
+
+  it("refuses key files that are symbolic links, even to a private file", POSIX, () => {
+    const dir = join(root, "links");
+    const files = prepareDataDir(dir);
+    const elsewhere = join(root, "elsewhere");
+    mkdirSync(elsewhere, { mode: 0o700 });
+    const target = join(elsewhere, "key");
+    writeFileSync(target, new Uint8Array(32), { mode: 0o600 });
+    writeFileSync(join(elsewhere, "code"), "0123\n", { mode: 0o600 });
+    writeFileSync(join(elsewhere, "revoked"), "", { mode: 0o600 });
+    symlinkSync(target, files.pepper);
+    symlinkSync(join(elsewhere, "code"), files.bootstrapCode);
+    symlinkSync(join(elsewhere, "revoked"), files.revokedTokens);
+    const link = configErrorLike(/symbolic link/);
+    assert.throws(() => loadOrCreateKeyFile(files.pepper, 32), link);
+    assert.throws(() => loadOrCreateTextFile(files.bootstrapCode, () => "x"), link);
+    assert.throws(() => RevokedTokens.open(files.revokedTokens), link);
+    // A dangling link is refused too, not followed to create a file elsewhere.
+    symlinkSync(join(elsewhere, "missing"), files.auditKey);
+    assert.throws(() => loadOrCreateKeyFile(files.auditKey, 32));
+    assert.deepEqual(readdirSync(elsewhere).sort(), ["code", "key", "revoked"]);
+  });
+
+  it("refuses a symbolic link as keyhole.db or as its journal", POSIX, async () => {
+    const dir = join(root, "dblink");
+    prepareDataDir(dir);
+    const target = join(root, "real.db");
+    writeFileSync(target, "", { mode: 0o600 });
+    symlinkSync(target, join(dir, "keyhole.db"));
+    assert.throws(() => prepareDataDir(dir), configErrorLike(/keyhole\.db is a symbolic link/));
+    await assert.rejects(startServer({ dataDir: dir, port: 0, logLevel: "silent" }), configError);
+    rmSync(join(dir, "keyhole.db"));
+    symlinkSync(target, join(dir, "keyhole.db-wal"));
+    assert.throws(() => prepareDataDir(dir), configErrorLike(/keyhole\.db-wal is a symbolic link/));
+  });
+
+  it("reports a refused data dir on one line with its code, without a stack trace", POSIX, () => {
+    const dir = join(root, "open");
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    const run = spawnSync(process.execPath, [MAIN, "--data-dir", dir, "--port", "0"], {
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    assert.equal(run.status, 1);
+    assert.match(
+      run.stderr,
+      /^keyhole server: config_error: the data directory .* must not be writable by group or others \(chmod 700\)\n$/,
+    );
+    assert.doesNotMatch(run.stderr, /\n\s+at /);
   });
 });

@@ -4,18 +4,30 @@
  * checkpoint signing seed), `revoked-tokens` (the append-only deny list a database restore
  * cannot roll back; see auth/revoked-tokens.ts) and, until the owner initialises the vault,
  * `bootstrap-code`. The key files are created once, atomically (written to a temporary file,
- * fsynced, then hard-linked into place, which fails rather than overwrite), with mode 0600; the
- * server refuses to start if one is readable by group or others, as ssh does with its keys.
+ * fsynced, then hard-linked into place, which fails rather than overwrite), with mode 0600.
+ *
+ * Nothing in the directory is trusted unless only this user could have put it there, as ssh
+ * does with its keys: the server refuses to start (`config_error`) when the directory is not
+ * owned by the user it runs as or is writable by group or others (another local user could
+ * plant a `bootstrap-code` and claim a fresh vault, or swap a file for a symbolic link), when a
+ * key file is not owned by that user, is readable by group or others, or is a symbolic link
+ * (key files are opened with `O_NOFOLLOW`), and when `keyhole.db` or its journal files are
+ * symbolic links or not owned by that user. On Windows, which has neither modes nor uids here,
+ * these checks are skipped.
  */
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
+  constants,
+  fstatSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
   rmSync,
+  type Stats,
   statSync,
   writeSync,
 } from "node:fs";
@@ -31,24 +43,58 @@ export interface DataDirFiles {
   readonly bootstrapCode: string;
 }
 
-/** Creates the directory (0700) if needed and returns the paths in it. */
-export function prepareDataDir(dir: string): DataDirFiles {
+/**
+ * The uid every file in the data directory must belong to: the user the server runs as, or
+ * null where there are no uids (Windows). Functions here take it as a parameter so tests can
+ * play another user.
+ */
+export function currentOwner(): number | null {
+  return process.platform === "win32" || process.getuid === undefined ? null : process.getuid();
+}
+
+/** `O_NOFOLLOW` where the platform has it: opening a symbolic link then fails with `ELOOP`. */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+/**
+ * Creates the directory (0700) if needed, checks it and the database files in it, and returns
+ * the paths in it.
+ */
+export function prepareDataDir(dir: string, owner = currentOwner()): DataDirFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!statSync(dir).isDirectory())
-    throw new KeyholeError("config_error", "the data directory is not a directory");
-  return {
+  const stat = statSync(dir);
+  if (!stat.isDirectory()) {
+    throw new KeyholeError("config_error", `the data directory ${dir} is not a directory`);
+  }
+  assertOwnedBy(dir, stat, owner);
+  if (owner !== null && (stat.mode & 0o022) !== 0) {
+    throw new KeyholeError(
+      "config_error",
+      `the data directory ${dir} must not be writable by group or others (chmod 700)`,
+    );
+  }
+  const files = {
     db: join(dir, "keyhole.db"),
     pepper: join(dir, "pepper"),
     auditKey: join(dir, "audit-key"),
     revokedTokens: join(dir, "revoked-tokens"),
     bootstrapCode: join(dir, "bootstrap-code"),
   };
+  // SQLite opens the database (and its journals) following links: refuse them up front.
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) {
+    checkDatabaseFile(`${files.db}${suffix}`, owner);
+  }
+  return files;
 }
 
 /** Reads a key file of exactly `length` bytes, creating it with random bytes when missing. */
-export function loadOrCreateKeyFile(path: string, length: number): Uint8Array {
+export function loadOrCreateKeyFile(
+  path: string,
+  length: number,
+  owner = currentOwner(),
+): Uint8Array {
   const bytes =
-    readPrivateFile(path) ?? createPrivateFile(path, new Uint8Array(randomBytes(length)));
+    readPrivateFile(path, owner) ??
+    createPrivateFile(path, new Uint8Array(randomBytes(length)), owner);
   if (bytes.length !== length) {
     throw new KeyholeError("config_error", `${path} is damaged (wrong length)`);
   }
@@ -56,9 +102,14 @@ export function loadOrCreateKeyFile(path: string, length: number): Uint8Array {
 }
 
 /** Reads a one-line text file, creating it with `make()` when missing. */
-export function loadOrCreateTextFile(path: string, make: () => string): string {
+export function loadOrCreateTextFile(
+  path: string,
+  make: () => string,
+  owner = currentOwner(),
+): string {
   const bytes =
-    readPrivateFile(path) ?? createPrivateFile(path, new TextEncoder().encode(`${make()}\n`));
+    readPrivateFile(path, owner) ??
+    createPrivateFile(path, new TextEncoder().encode(`${make()}\n`), owner);
   const text = new TextDecoder().decode(bytes).trim();
   if (text === "") throw new KeyholeError("config_error", `${path} is empty`);
   return text;
@@ -69,16 +120,29 @@ export function removeFile(path: string): void {
   rmSync(path, { force: true });
 }
 
-function readPrivateFile(path: string): Uint8Array | null {
-  let mode: number;
+/**
+ * Opens a private file without following a symbolic link (`config_error` if it is one), with
+ * `openSync` flags (numeric). Other errors, `ENOENT` included, are thrown as they are.
+ */
+export function openNoFollow(path: string, flags: number, mode?: number): number {
   try {
-    mode = statSync(path).mode;
+    return openSync(path, flags | NOFOLLOW, mode);
   } catch (error) {
-    if ((error as { code?: string }).code === "ENOENT") return null;
+    if ((error as { code?: string }).code === "ELOOP") {
+      throw new KeyholeError("config_error", `${path} is a symbolic link; refusing to use it`);
+    }
     throw error;
   }
-  assertOwnerOnly(path, mode);
-  return new Uint8Array(readFileSync(path));
+}
+
+/**
+ * Refuses an open private file (`config_error`) that is not a regular file, is not owned by
+ * `owner` (null: no uids to check), or lets group or others in.
+ */
+export function assertPrivateFile(path: string, stat: Stats, owner: number | null): void {
+  if (!stat.isFile()) throw new KeyholeError("config_error", `${path} is not a regular file`);
+  assertOwnedBy(path, stat, owner);
+  assertOwnerOnly(path, stat.mode);
 }
 
 /** Refuses a file whose `mode` lets group or others in (`config_error`). */
@@ -91,7 +155,50 @@ export function assertOwnerOnly(path: string, mode: number): void {
   }
 }
 
-function createPrivateFile(path: string, bytes: Uint8Array): Uint8Array {
+function assertOwnedBy(path: string, stat: Stats, owner: number | null): void {
+  if (owner !== null && stat.uid !== owner) {
+    throw new KeyholeError(
+      "config_error",
+      `${path} is owned by uid ${stat.uid}, not by the user the server runs as (uid ${owner})`,
+    );
+  }
+}
+
+/** Refuses a database file that is a symbolic link, not a regular file, or someone else's. */
+function checkDatabaseFile(path: string, owner: number | null): void {
+  let stat: Stats;
+  try {
+    stat = lstatSync(path);
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return;
+    throw error;
+  }
+  if (stat.isSymbolicLink()) {
+    throw new KeyholeError("config_error", `${path} is a symbolic link; refusing to use it`);
+  }
+  if (!stat.isFile()) throw new KeyholeError("config_error", `${path} is not a regular file`);
+  assertOwnedBy(path, stat, owner);
+}
+
+/** The file's bytes after the checks of `assertPrivateFile`, or null when it does not exist. */
+function readPrivateFile(path: string, owner: number | null): Uint8Array | null {
+  let fd: number;
+  try {
+    fd = openNoFollow(path, constants.O_RDONLY);
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return null;
+    throw error;
+  }
+  try {
+    // fstat of the descriptor just opened: what is checked is what is read.
+    assertPrivateFile(path, fstatSync(fd), owner);
+    return new Uint8Array(readFileSync(fd));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function createPrivateFile(path: string, bytes: Uint8Array, owner: number | null): Uint8Array {
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   const fd = openSync(temporary, "wx", 0o600);
   try {
@@ -103,9 +210,11 @@ function createPrivateFile(path: string, bytes: Uint8Array): Uint8Array {
   try {
     linkSync(temporary, path);
   } catch (error) {
-    // Another process created it first: use theirs.
+    // Another process created it first: use theirs, after the same checks.
     if ((error as { code?: string }).code !== "EEXIST") throw error;
-    bytes = new Uint8Array(readFileSync(path));
+    const theirs = readPrivateFile(path, owner);
+    if (theirs === null) throw error;
+    bytes = theirs;
   } finally {
     rmSync(temporary, { force: true });
   }

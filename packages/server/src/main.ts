@@ -78,9 +78,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  // Start-up errors are ours (config_error with a fixed message) or system errors (EADDRINUSE).
+  // Start-up errors are ours (config_error with a fixed message) or system errors (EADDRINUSE):
+  // one line with the code, never a stack trace.
   const text = isKeyholeError(error)
-    ? error.message
+    ? `${error.code}: ${error.message}`
     : ((error as { code?: string }).code ?? "unexpected error");
   process.stderr.write(`keyhole server: ${text}\n`);
   process.exit(1);

@@ -92,9 +92,12 @@ describe("authenticateAgent", () => {
     verifier: computeVerifier(peppers.current.key, tokenId, authKey),
     pepperKid: peppers.current.kid,
   };
+  const retiredId = canary(16);
   const store = {
     findAgentByTokenId: async (id: Uint8Array) =>
       encodeBase64url(id) === encodeBase64url(tokenId) ? lookup : null,
+    findRetiredTokenAgent: async (id: Uint8Array) =>
+      encodeBase64url(id) === encodeBase64url(retiredId) ? agent.id : null,
   };
   const header = (id: Uint8Array, key: Uint8Array) => formatAgentAuthorization(id, key);
   const revoked = { has: (_id: Uint8Array) => false };
@@ -122,6 +125,7 @@ describe("authenticateAgent", () => {
   it("refuses a token id on the revoked list even with the right key, after the same lookup", async () => {
     const lookedUp: string[] = [];
     const spy = {
+      ...store,
       findAgentByTokenId: async (id: Uint8Array) => {
         lookedUp.push(encodeBase64url(id));
         return store.findAgentByTokenId(id);
@@ -143,6 +147,24 @@ describe("authenticateAgent", () => {
     });
     assert.equal(wrong.ok ? "ok" : wrong.reason, "bad_key");
     assert.deepEqual(lookedUp, [encodeBase64url(tokenId), encodeBase64url(tokenId)]);
+  });
+
+  it("names the agent of a revoked token id whose row is gone, and no one for an unknown id", async () => {
+    const denied = { has: (id: Uint8Array) => encodeBase64url(id) === encodeBase64url(retiredId) };
+    const gone = await authenticateAgent(header(retiredId, authKey), {
+      store,
+      peppers,
+      revoked: denied,
+      now: 0,
+    });
+    assert.deepEqual(gone.ok ? "ok" : [gone.reason, gone.agentId], ["retired", agent.id]);
+    const unknown = await authenticateAgent(header(canary(16), authKey), {
+      store,
+      peppers,
+      revoked: denied,
+      now: 0,
+    });
+    assert.deepEqual(unknown.ok ? "ok" : [unknown.reason, unknown.agentId], ["unknown_token", ""]);
   });
 
   it("refuses a verifier made under a pepper the server no longer has", async () => {

@@ -4,7 +4,8 @@
  * compares it with the stored verifier using `crypto.timingSafeEqual`. An unknown token id runs
  * the same HMAC and comparison against a dummy verifier, and every failure gets the same answer
  * from the caller (SECURITY-TESTS #11). A token id on the revoked-token list (revoked-tokens.ts)
- * fails too, after the same work, even when a restored database still holds its verifier.
+ * fails too, after the same work, even when a restored database still holds its verifier; once
+ * its row is gone, the failure still names the agent it belonged to (`retired_tokens`).
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { encodeBase64url, parseAgentAuthorization } from "@keyhole/core";
@@ -19,7 +20,10 @@ export type AgentAuthFailure =
   | "bad_key"
   | "expired"
   | "revoked"
-  /** On the revoked-token list though the database holds it (restored from an older copy?). */
+  /**
+   * On the revoked-token list: revoked or rotated out (its row is gone), or still in a database
+   * restored from an older copy.
+   */
   | "retired";
 
 /** The outcome of checking an agent credential. */
@@ -46,7 +50,7 @@ const DUMMY_VERIFIER = new Uint8Array(randomBytes(32));
 export async function authenticateAgent(
   header: string,
   deps: {
-    store: Pick<Store, "findAgentByTokenId">;
+    store: Pick<Store, "findAgentByTokenId" | "findRetiredTokenAgent">;
     peppers: PepperRing;
     revoked: Pick<RevokedTokens, "has">;
     now: number;
@@ -64,6 +68,12 @@ export async function authenticateAgent(
   const match = timingSafeEqual(computed, expected);
   const retired = deps.revoked.has(tokenId);
   if (!usable || !match) {
+    if (lookup === null && retired) {
+      // Revoked or rotated out: the token row is gone, but the audit entry still names the
+      // agent. Only ids on the in-memory list cost this lookup, so unknown ids add no work.
+      const agentId = (await deps.store.findRetiredTokenAgent(tokenId)) ?? "";
+      return { ok: false, reason: "retired", tokenKey, agentId };
+    }
     return {
       ok: false,
       reason: lookup === null ? "unknown_token" : "bad_key",

@@ -13,7 +13,9 @@
  *   auth key or forging an Ed25519 signature is hopeless anyway, so the limit's job is to stop
  *   floods and low-entropy guessing (the bootstrap code), not to lock out a legitimate agent
  *   that shares an address, or a token id, with someone else's failures.
- * - Every failure writes an `auth.failed` entry, throttled per source (`FailedAuthRecorder`).
+ * - Every failure writes an `auth.failed` entry, throttled per source, and per source and token
+ *   id when the token id names an agent, so failures aimed at an agent are recorded under its
+ *   id (`FailedAuthRecorder`).
  */
 import { KeyholeError } from "@keyhole/core";
 import type { RequestContext } from "../http/context.js";
@@ -30,7 +32,7 @@ import type { RevokedTokens } from "./revoked-tokens.js";
 
 /** What the gate needs. */
 export interface GateDeps {
-  readonly store: Pick<Store, "findAgentByTokenId" | "appendAudit">;
+  readonly store: Pick<Store, "findAgentByTokenId" | "findRetiredTokenAgent" | "appendAudit">;
   readonly peppers: PepperRing;
   readonly revoked: Pick<RevokedTokens, "has">;
   readonly vault: VaultState;
@@ -125,6 +127,7 @@ export class AuthGate {
       userAgent: ctx.userAgent,
       reason,
       agentId,
+      tokenKey,
     });
     ctx.audited = true;
     if (blocked > 0) {

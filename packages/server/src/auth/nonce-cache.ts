@@ -4,20 +4,40 @@
  * every moment at which a replay could still pass the time check. Only nonces of requests whose
  * signature verified are stored, so the cache grows with the owner's own traffic only; it is
  * bounded anyway.
+ *
+ * The cache lives in memory, so a restart empties it: a request captured just before a restart
+ * could be replayed just after, within its ±60 s. So the cache also remembers when it started
+ * (`since`), and owner authentication refuses any request signed before that: such a request
+ * cannot be in the cache, so the cache cannot vouch that it is fresh. A client signs with its
+ * current clock, so its requests are unaffected, unless its clock is behind the server's by more
+ * than the time since the restart: that request gets 401, and a retry moments later passes.
  */
 
 /** The outcome of presenting a nonce. */
 export type NonceResult = "fresh" | "replayed" | "full";
 
+/** How to build a nonce cache. */
+export interface NonceCacheOptions {
+  /** When the cache started (server clock, ms): requests signed earlier are refused. */
+  readonly since: number;
+  /** How long a nonce is remembered; default 120 s. */
+  readonly ttlMs?: number;
+  /** The most nonces remembered at once; default 100,000. */
+  readonly maxEntries?: number;
+}
+
 /** Remembers nonces for `ttlMs`. */
 export class NonceCache {
+  /** When the cache started: it knows nothing of requests signed before. */
+  readonly since: number;
   readonly #ttlMs: number;
   readonly #maxEntries: number;
   readonly #expiry = new Map<string, number>();
 
-  constructor(ttlMs = 120_000, maxEntries = 100_000) {
-    this.#ttlMs = ttlMs;
-    this.#maxEntries = maxEntries;
+  constructor(options: NonceCacheOptions) {
+    this.since = options.since;
+    this.#ttlMs = options.ttlMs ?? 120_000;
+    this.#maxEntries = options.maxEntries ?? 100_000;
   }
 
   /** Records `nonce` unless it was seen within the TTL. */

@@ -18,6 +18,8 @@ describe("owner request signatures", () => {
   after(() => t.close());
 
   it("accept a timestamp exactly 60 s off either way and refuse 60.001 s", async () => {
+    // Past the server's start by more than the window, so only the window decides.
+    t.clock.advance(61_000);
     const now = t.clock.now();
     assert.equal(
       (await owner.request("GET", "/v1/owner/agents", undefined, { timestamp: now - 60_000 }))
@@ -94,6 +96,48 @@ describe("owner request signatures", () => {
     }
   });
 
+  it("refuse, after a restart, a request signed before it that the old server accepted", async () => {
+    const signedAt = t.clock.now();
+    const captured = await owner.authorization("GET", "/v1/owner/agents", undefined);
+    const replay = () =>
+      call(t.url, {
+        method: "GET",
+        path: "/v1/owner/agents",
+        headers: { authorization: captured },
+      });
+    assert.equal((await replay()).status, 200);
+    assert.equal((await replay()).status, 401, "the nonce cache refuses it before the restart");
+    const dataDir = t.dataDir;
+    await t.close({ keepDir: true });
+    t.clock.advance(1);
+    t = await startTestServer({
+      dataDir,
+      clock: t.clock,
+      limits: { ...DEFAULT_LIMITS, maxFailures: 1000 },
+    });
+    owner.url = t.url;
+    // Within the ±60 s window, but signed before this process started: its nonce cache is new.
+    assert.ok(t.clock.now() - signedAt <= 60_000);
+    assert.equal((await replay()).status, 401);
+    const audit = await owner.request("GET", "/v1/owner/audit?limit=1000");
+    assert.equal(audit.status, 200, "a request signed now passes");
+    const failed = (audit.json as { entries: { action: string; detail: string }[] }).entries.filter(
+      (e) => e.action === "auth.failed",
+    );
+    assert.equal(failed.at(-1)?.detail, "reason=owner_signed_before_start");
+    // A client whose clock lags the server's start: refused, then fine once the server's
+    // clock has moved past what the client's clock says.
+    const lagging = await owner.request("GET", "/v1/owner/agents", undefined, {
+      timestamp: t.clock.now() - 1,
+    });
+    assert.equal(lagging.status, 401);
+    t.clock.advance(1_000);
+    const retried = await owner.request("GET", "/v1/owner/agents", undefined, {
+      timestamp: t.clock.now() - 500,
+    });
+    assert.equal(retried.status, 200);
+  });
+
   it("refuse a signature for another vault id", async () => {
     const confused = await TestOwner.create(t.url, t.clock.now);
     Object.assign(confused, { signKey: owner.signKey });
@@ -104,14 +148,14 @@ describe("owner request signatures", () => {
 
 describe("NonceCache", () => {
   it("remembers a nonce for its TTL, then forgets it", () => {
-    const cache = new NonceCache(120_000, 10);
+    const cache = new NonceCache({ since: 0, ttlMs: 120_000, maxEntries: 10 });
     assert.equal(cache.use("a", 0), "fresh");
     assert.equal(cache.use("a", 119_999), "replayed");
     assert.equal(cache.use("a", 120_000), "fresh");
   });
 
   it("is bounded: when full of live nonces it refuses new ones instead of forgetting", () => {
-    const cache = new NonceCache(1000, 2);
+    const cache = new NonceCache({ since: 0, ttlMs: 1000, maxEntries: 2 });
     assert.equal(cache.use("a", 0), "fresh");
     assert.equal(cache.use("b", 0), "fresh");
     assert.equal(cache.use("c", 1), "full");

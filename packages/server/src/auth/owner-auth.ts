@@ -2,7 +2,8 @@
  * Owner authentication (docs/api.md): every owner request carries
  * `Authorization: Keyhole-Owner <ts_ms>.<b64u nonce>.<b64u sig>`, an Ed25519 signature over the
  * vault id, method, raw request target, timestamp, nonce and body hash. The server accepts
- * `|now − ts| ≤ 60 s` and each nonce once within 120 s.
+ * `|now − ts| ≤ 60 s` and each nonce once within 120 s, and refuses a request signed before the
+ * server started (its nonce cache, in memory, cannot know it: see nonce-cache.ts).
  */
 import { createHash } from "node:crypto";
 import {
@@ -15,7 +16,13 @@ import {
 import type { NonceCache } from "./nonce-cache.js";
 
 /** Why an owner signature failed (for the audit log only). */
-export type OwnerAuthFailure = "malformed" | "stale_timestamp" | "bad_signature" | "replayed_nonce";
+export type OwnerAuthFailure =
+  | "malformed"
+  | "stale_timestamp"
+  /** Signed before this server process started: a replay across a restart, or a slow clock. */
+  | "signed_before_start"
+  | "bad_signature"
+  | "replayed_nonce";
 
 /** The outcome of checking an owner signature; `busy` means the nonce cache is full. */
 export type OwnerAuthResult =
@@ -43,6 +50,7 @@ export async function authenticateOwner(
   if (Math.abs(request.now - parsed.timestamp) > OWNER_REQUEST_WINDOW_MS) {
     return { ok: false, reason: "stale_timestamp" };
   }
+  if (parsed.timestamp < nonces.since) return { ok: false, reason: "signed_before_start" };
   const message = encodeOwnerRequestMessage({
     vaultId: request.vaultId,
     method: request.method,

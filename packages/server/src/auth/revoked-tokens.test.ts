@@ -88,7 +88,7 @@ describe("revoked-tokens file", () => {
     }
     const dir = fresh();
     mkdirSync(dir);
-    assert.throws(() => RevokedTokens.open(dir), configError(/is not a file/));
+    assert.throws(() => RevokedTokens.open(dir), configError(/is not a regular file/));
   });
 
   it("keeps an id refused in memory when its append fails, and writes it on the next one", () => {

@@ -13,6 +13,7 @@
  */
 import {
   closeSync,
+  constants,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -22,7 +23,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import { KeyholeError } from "@keyhole/core";
-import { assertOwnerOnly, syncDirectory } from "../data-dir.js";
+import { assertPrivateFile, currentOwner, openNoFollow, syncDirectory } from "../data-dir.js";
 import type { Store } from "../store/store.js";
 
 /** 16-byte token ids, as written in the file. */
@@ -48,14 +49,15 @@ export class RevokedTokens {
   }
 
   /**
-   * Opens the file, creating it empty (0600) when missing. `config_error` if it is not a
-   * regular file, is readable by group or others, or holds a line that is not a token id.
+   * Opens the file, creating it empty (0600) when missing. `config_error` if it is a symbolic
+   * link or not a regular file, is not owned by `owner` (the server's user; data-dir.ts), is
+   * readable by group or others, or holds a line that is not a token id.
    */
-  static open(path: string): RevokedTokens {
+  static open(path: string, owner = currentOwner()): RevokedTokens {
     let fd: number;
     let created = false;
     try {
-      fd = openSync(path, "r");
+      fd = openNoFollow(path, constants.O_RDONLY);
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") throw error;
       fd = openSync(path, "wx+", 0o600);
@@ -63,9 +65,7 @@ export class RevokedTokens {
     }
     let text: string;
     try {
-      const stat = fstatSync(fd);
-      if (!stat.isFile()) throw new KeyholeError("config_error", `${path} is not a file`);
-      assertOwnerOnly(path, stat.mode);
+      assertPrivateFile(path, fstatSync(fd), owner);
       if (created) fsyncSync(fd);
       text = readFileSync(fd, "utf8");
     } finally {
@@ -134,7 +134,7 @@ export class RevokedTokens {
     if (this.#pending.length === 0) return;
     const text = `${this.#needsNewline ? "\n" : ""}${this.#pending.map((id) => `${id}\n`).join("")}`;
     const data = Buffer.from(text, "ascii");
-    const fd = openSync(this.#path, "a");
+    const fd = openNoFollow(this.#path, constants.O_WRONLY | constants.O_APPEND);
     try {
       const size = fstatSync(fd).size;
       try {

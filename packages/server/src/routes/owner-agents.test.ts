@@ -166,6 +166,34 @@ describe("owner routes: agents", () => {
     assert.equal((await agentGet(t.url, next, "/v1/agent/self")).status, 401);
   });
 
+  it("rotates an agent with an expired grant: exactly the active grants, the expired one dropped", async () => {
+    const agent = await owner.createAgent("lapsed", ["api"]);
+    assert.equal(
+      (await owner.grant(agent, "db", { notAfter: t.clock.now() + 60_000 })).status,
+      201,
+    );
+    t.clock.advance(120_000);
+    const shown = async () =>
+      (
+        (await owner.request("GET", "/v1/owner/agents/lapsed")).json as {
+          grants: { secret_name: string }[];
+        }
+      ).grants
+        .map((g) => g.secret_name)
+        .sort();
+    assert.deepEqual(await shown(), ["api", "db"], "the detail still lists the expired grant");
+    const { res: withExpired } = await owner.rotateAgent(agent, ["api", "db"]);
+    assert.equal(withExpired.status, 409, "an upload for the expired grant is refused");
+    assert.equal((await agentGet(t.url, agent, "/v1/agent/self")).status, 200);
+    const { agent: next, res } = await owner.rotateAgent(agent, ["api"]);
+    assert.equal(res.status, 200);
+    assert.equal((res.json as AgentView).grant_count, 1);
+    assert.deepEqual(await shown(), ["api"], "the expired grant is gone");
+    assert.notEqual((await fetchAndOpen(t.url, next, "api")).value, null);
+    assert.equal((await fetchAndOpen(t.url, next, "db")).res.status, 404);
+    assert.equal((await agentGet(t.url, agent, "/v1/agent/self")).status, 401);
+  });
+
   it("POST /:name/revoke reports the blast radius from the audit log", async () => {
     const agent = await owner.createAgent("leaky", ["db", "api"]);
     await fetchAndOpen(t.url, agent, "db");

@@ -128,7 +128,7 @@ describe("bootstrap: POST /v1/init", () => {
     assert.equal(entries.at(-1)?.action, "auth.failed");
     assert.equal(
       entries.at(-1)?.detail,
-      "suppressed=1",
+      "reason=bad_bootstrap_code suppressed=1",
       "the held-back failure is written at shutdown",
     );
   });

@@ -224,6 +224,14 @@ export function agentContract(c: ContractContext): void {
       assert.equal((await c.store.listRetiredTokenIds()).length, 2);
     });
 
+    it("names the agent a retired token id belonged to, and nothing for a live or unknown id", async () => {
+      const { agent, token } = await c.setup();
+      assert.equal(await c.store.findRetiredTokenAgent(token.tokenId), null, "still live");
+      await c.store.revokeAgent(agent.id, T0, request());
+      assert.equal(await c.store.findRetiredTokenAgent(token.tokenId), agent.id);
+      assert.equal(await c.store.findRetiredTokenAgent(bytes(16)), null);
+    });
+
     it("refuses to register a retired token id again, for a new agent or a rotate", async () => {
       const { agent, token } = await c.setup();
       await c.store.revokeAgent(agent.id, T0, request());

@@ -19,6 +19,7 @@ import {
   AGENT_SUMMARY,
   type AgentRow,
   type AuditRow,
+  blob,
   bytes,
   GRANT_DETAIL,
   type GrantDetailRow,
@@ -217,6 +218,15 @@ class SqliteStore implements Store {
     audit: AuditRequest,
   ): Promise<RevokeResult | null> {
     return this.#db.write(() => revokeAgentTx(this.#db, agentId, now, audit));
+  }
+
+  async findRetiredTokenAgent(tokenId: Uint8Array): Promise<string | null> {
+    return this.#db.read(() => {
+      const row = this.#db
+        .q("SELECT agent_id FROM retired_tokens WHERE token_id = @t")
+        .get({ t: blob(tokenId) }) as { agent_id: string } | undefined;
+      return row?.agent_id ?? null;
+    });
   }
 
   async listRetiredTokenIds(): Promise<Uint8Array[]> {

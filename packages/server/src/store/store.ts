@@ -318,6 +318,11 @@ export interface Store {
    * registered again (`createAgent` and `rotateAgent` reject it with `conflict`).
    */
   listRetiredTokenIds(): Promise<Uint8Array[]>;
+  /**
+   * The agent a retired token id belonged to, or null if the id was never retired (so a failed
+   * authentication with a revoked or rotated-out token is still recorded under its agent).
+   */
+  findRetiredTokenAgent(tokenId: Uint8Array): Promise<string | null>;
 
   /** The agent's own record (`agent.self`); rejects `unauthenticated` if its token is gone. */
   agentSelf(principal: AgentPrincipal, now: number, audit: AuditRequest): Promise<AgentRecord>;
