@@ -26,6 +26,7 @@ import {
   revokeAgent,
   rotateAgent,
 } from "../owner/agents.js";
+import { pinnedKeyState } from "../owner/pin-checks.js";
 import { insecureHttpAllowed, withSession } from "../owner/session.js";
 import { checkAgentKey } from "../owner/verify.js";
 import { prepareSecretFile } from "../secret-file.js";
@@ -74,7 +75,8 @@ Options:
 const SHOW_USAGE = `Usage: keyhole agent show NAME [--json] [--insecure-http]
 
 Show an agent and its grants, and check that its public key carries the owner's
-signature (exit 1 if not: the server may have swapped it).
+signature and is the key this machine gave it (exit 1 if not: the server may have
+swapped it).
 
 Options:
   --json            print JSON
@@ -84,9 +86,10 @@ Options:
 
 const ROTATE_USAGE = `Usage: keyhole agent rotate NAME [--token-file PATH]
 
-Give the agent a new token: a new key pair, every grant re-wrapped for it (same expiry
-and hosts). The old token stops working when the server commits. Secrets themselves are
-not rotated. The new token is printed once, or written to PATH (mode 0600).
+Give the agent a new token: a new key pair, every grant made from this machine that
+has not expired re-wrapped for it (same expiry and hosts; expired grants are dropped).
+The old token stops working when the server commits. Secrets themselves are not
+rotated. The new token is printed once, or written to PATH (mode 0600).
 
 Options:
   --token-file PATH  write the token to PATH (mode 0600) instead of stdout
@@ -222,12 +225,12 @@ const show: Command = {
     ]);
     if (args === null) return 0;
     const name = checkName(args.positionals[0] ?? "", "agent name");
-    const { agent, keyOk } = await withSession(
+    const { agent, keyOk, signed, pin } = await withSession(
       io,
       connect(io, flag(args, "insecure-http")),
       async (session) => {
         const detail = await requireAgent(session, name);
-        const ok = await checkAgentKey(session, {
+        const signed = await checkAgentKey(session, {
           agentId: detail.id,
           name: detail.name,
           encPk: detail.enc_pk,
@@ -237,16 +240,24 @@ const show: Command = {
           () => true,
           () => false,
         );
-        return { agent: detail, keyOk: ok };
+        const pin = await pinnedKeyState(session, detail);
+        return { agent: detail, keyOk: signed && pin !== "other", signed, pin };
       },
     );
     if (flag(args, "json")) {
-      printJson(io, { ...agent, key_verified: keyOk });
+      printJson(io, { ...agent, key_verified: keyOk, known_here: pin !== "unknown" });
     } else {
+      const keyText = !signed
+        ? "NOT SIGNED BY THIS OWNER"
+        : pin === "other"
+          ? "signed by this owner, but NOT the key this machine gave it (an older key?)"
+          : pin === "unknown"
+            ? "signed by this owner (agent not created from this machine)"
+            : "signed by this owner";
       const lines = [
         ["name", agent.name],
         ["id", agent.id],
-        ["key", keyOk ? "signed by this owner" : "NOT SIGNED BY THIS OWNER"],
+        ["key", keyText],
         ["created", formatTime(agent.created_at)],
         ["expires", formatTime(agent.expires_at)],
         ["revoked", formatTime(agent.revoked_at)],
@@ -264,10 +275,10 @@ const show: Command = {
       writeOut(io, formatTable(["secret", "version", "expires", "hosts", "granted"], rows));
     }
     if (!keyOk) {
-      note(
-        io,
-        `keyhole: agent ${name}'s key is not signed by this owner; the server may have swapped it`,
-      );
+      const problem = signed
+        ? "is not the one this machine gave it"
+        : "is not signed by this owner";
+      note(io, `keyhole: agent ${name}'s key ${problem}; the server may have swapped it`);
       return 1;
     }
     return 0;

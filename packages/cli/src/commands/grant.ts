@@ -37,8 +37,10 @@ Run \`keyhole grant <command> --help\` for the options of a command.
 const ADD_USAGE = `Usage: keyhole grant add AGENT SECRET [--expires 1h] [--hosts h1,h2]
 
 Let AGENT read SECRET. The agent's public key is first checked against the owner's
-signature (a key swapped by the server is refused and nothing is wrapped), then the
-secret's data key is wrapped for the agent and the grant is signed.
+signature and the key this machine gave the agent (a key swapped by the server is
+refused and nothing is wrapped), then the secret's data key is wrapped for the agent
+and the grant is signed. The grant and its limits are recorded on this machine: later
+re-wraps use them, never the server's copy.
 
 Options:
   --expires DUR      the grant expires after DUR: 45s, 15m, 1h, 30d

@@ -18,6 +18,16 @@ import {
   signAgentKey,
   zeroize,
 } from "@keyhole/core";
+import type { OwnerConfig } from "./config.js";
+import { checkPinnedAgent, planRotation } from "./pin-checks.js";
+import {
+  liveAgentIds,
+  withAgentPin,
+  withAgentsRevoked,
+  withCurrentKey,
+  withGrantPin,
+  withPendingKey,
+} from "./pins.js";
 import { requireSecretView, shouldRetry } from "./secrets.js";
 import type { OwnerSession } from "./session.js";
 import {
@@ -61,6 +71,8 @@ export async function listAgents(session: OwnerSession): Promise<AgentView[]> {
 interface MintedKey {
   readonly token: AgentToken;
   readonly publicKey: Uint8Array;
+  /** base64url `fpr(publicKey)`, as pinned. */
+  readonly encFpr: string;
   readonly createdAt: number;
   readonly keySig: string;
   readonly tokenId: string;
@@ -83,6 +95,7 @@ async function mintKey(session: OwnerSession, agentId: string): Promise<MintedKe
   return {
     token,
     publicKey,
+    encFpr: encodeBase64url(await fingerprint(publicKey)),
     createdAt,
     keySig: encodeBase64url(keySig),
     tokenId: encodeBase64url(token.tokenId),
@@ -90,28 +103,63 @@ async function mintKey(session: OwnerSession, agentId: string): Promise<MintedKe
   };
 }
 
-/** Wraps the current version of each named secret for an agent's key. */
+/** One grant to make for a new agent key: a secret (by name) and the limits to sign. */
+interface WantedGrant {
+  readonly secret: string;
+  /** When set, the secret must have this id (the one the pin was made for). */
+  readonly secretId?: string;
+  readonly notAfter: number;
+  readonly allowedHosts: readonly string[];
+}
+
+/** Wraps the current version of each wanted secret for an agent's key. */
 async function grantsFor(
   session: OwnerSession,
   agent: { id: string; publicKey: Uint8Array },
-  wanted: readonly { secret: string; notAfter: number; allowedHosts: readonly string[] }[],
-): Promise<GrantUpload[]> {
-  const uploads: GrantUpload[] = [];
+  wanted: readonly WantedGrant[],
+): Promise<{ upload: GrantUpload; secretName: string }[]> {
+  const uploads: { upload: GrantUpload; secretName: string }[] = [];
   for (const want of wanted) {
     const view = await requireSecretView(session, want.secret);
     const version = await openOwnerVersion(session, view);
     try {
+      // The id and name are covered by the owner's signature, checked by openOwnerVersion.
+      if (want.secretId !== undefined && view.id !== want.secretId) {
+        throw new KeyholeError(
+          "untrusted_server",
+          `the server's secret '${want.secret}' is not the one this machine granted; nothing was wrapped`,
+        );
+      }
       const limits: GrantLimits = {
         issuedAt: session.io.now(),
         notAfter: want.notAfter,
         allowedHosts: want.allowedHosts,
       };
-      uploads.push(await grantFor(session, version, agent, limits));
+      uploads.push({
+        upload: await grantFor(session, version, agent, limits),
+        secretName: view.name,
+      });
     } finally {
       closeVersion(version);
     }
   }
   return uploads;
+}
+
+/** The pins of granted uploads, applied to a config. */
+function pinGrants(
+  config: OwnerConfig,
+  made: readonly { upload: GrantUpload; secretName: string }[],
+): OwnerConfig {
+  let next = config;
+  for (const { upload, secretName } of made) {
+    next = withGrantPin(next, upload.secret_id, upload.agent_id, {
+      secret_name: secretName,
+      not_after: upload.not_after,
+      allowed_hosts: upload.allowed_hosts,
+    });
+  }
+  return next;
 }
 
 /** A created or rotated agent and its token (shown once, then destroyed by the caller). */
@@ -132,7 +180,7 @@ export async function createAgent(
       if ((await getAgent(session, options.name)) !== null) {
         throw new KeyholeError("conflict", `an agent named '${options.name}' already exists`);
       }
-      const grants = await grantsFor(
+      const made = await grantsFor(
         session,
         { id: agentId, publicKey: key.publicKey },
         options.secrets.map((secret) => ({ secret, notAfter: 0, allowedHosts: [] })),
@@ -146,17 +194,31 @@ export async function createAgent(
         token_id: key.tokenId,
         auth_key: key.authKey,
         expires_at: options.expiresAt,
-        grants,
+        grants: made.map((m) => m.upload),
       };
+      let agent: AgentView;
       try {
-        const agent = parseAgentView(
-          await session.client.request("POST", "/v1/owner/agents", body),
-        );
-        if (agent.id !== agentId) throw new KeyholeError("untrusted_server", "agent id mismatch");
-        return { agent, token: key.token };
+        agent = parseAgentView(await session.client.request("POST", "/v1/owner/agents", body));
       } catch (error) {
         if (!shouldRetry(error, attempt)) throw error;
+        continue;
       }
+      // Pinned before the token is shown: an agent this machine does not know gets no wraps.
+      await session.updatePins((c) =>
+        pinGrants(
+          withAgentPin(c, agentId, {
+            name: options.name,
+            enc_fpr: key.encFpr,
+            created_at: key.createdAt,
+            expires_at: options.expiresAt,
+            revoked: false,
+            pending: null,
+          }),
+          made,
+        ),
+      );
+      if (agent.id !== agentId) throw new KeyholeError("untrusted_server", "agent id mismatch");
+      return { agent, token: key.token };
     }
   } catch (error) {
     key.token.destroy();
@@ -165,8 +227,9 @@ export async function createAgent(
 }
 
 /**
- * Gives an agent a new token: new key pair, every current grant re-wrapped for it (keeping each
- * grant's expiry and hosts), old token dead when the server commits.
+ * Gives an agent a new token: new key pair, every grant this machine made that is still active
+ * re-wrapped for it with its pinned expiry and hosts (expired ones are dropped, as the server
+ * drops them), old token dead when the server commits.
  */
 export async function rotateAgent(session: OwnerSession, name: string): Promise<AgentWithToken> {
   let key: MintedKey | null = null;
@@ -176,14 +239,24 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
       if (agent.revoked_at !== null) {
         throw new KeyholeError("conflict", `agent '${name}' is revoked; create a new one`);
       }
+      // The agent must be this machine's, live, and hold the key pinned here.
+      await checkPinnedAgent(session, {
+        agentId: agent.id,
+        name: agent.name,
+        encPk: agent.enc_pk,
+        createdAt: agent.created_at,
+        keySig: agent.key_sig,
+      });
+      const plan = planRotation(session, agent);
       key ??= await mintKey(session, agent.id);
-      const grants = await grantsFor(
+      const made = await grantsFor(
         session,
         { id: agent.id, publicKey: key.publicKey },
-        agent.grants.map((g) => ({
-          secret: g.secret_name,
-          notAfter: g.not_after,
-          allowedHosts: g.allowed_hosts,
+        plan.map((g) => ({
+          secret: g.pin.secret_name,
+          secretId: g.secretId,
+          notAfter: g.pin.not_after,
+          allowedHosts: g.pin.allowed_hosts,
         })),
       );
       const body: AgentRotateRequest = {
@@ -192,18 +265,23 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
         key_sig: key.keySig,
         token_id: key.tokenId,
         auth_key: key.authKey,
-        grants,
+        grants: made.map((m) => m.upload),
       };
+      const newKey = { enc_fpr: key.encFpr, created_at: key.createdAt };
+      // Recorded before sending, so a rotate whose answer is lost can be recognised later.
+      await session.updatePins((c) => withPendingKey(c, agent.id, newKey));
+      let rotated: AgentView;
       try {
-        const rotated = parseAgentView(
+        rotated = parseAgentView(
           await session.client.request("POST", `${agentPath(name)}/rotate`, body),
         );
-        if (rotated.id !== agent.id)
-          throw new KeyholeError("untrusted_server", "agent id mismatch");
-        return { agent: rotated, token: key.token };
       } catch (error) {
         if (!shouldRetry(error, attempt)) throw error;
+        continue;
       }
+      await session.updatePins((c) => withCurrentKey(c, agent.id, newKey));
+      if (rotated.id !== agent.id) throw new KeyholeError("untrusted_server", "agent id mismatch");
+      return { agent: rotated, token: key.token };
     }
   } catch (error) {
     key?.token.destroy();
@@ -211,10 +289,36 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
   }
 }
 
-/** Revokes an agent and returns its blast radius. */
+/**
+ * Revokes an agent and returns its blast radius. This machine marks it revoked (and forgets its
+ * grants) before asking the server, so from then on nothing is ever wrapped for it from here,
+ * whatever the server answers or later lists.
+ */
 export async function revokeAgent(
   session: OwnerSession,
   name: string,
 ): Promise<AgentRevokeResponse> {
-  return parseRevokeResponse(await session.client.request("POST", `${agentPath(name)}/revoke`));
+  const local = liveAgentIds(session.config, name);
+  const revoke = (ids: readonly string[], seen: AgentView | null) =>
+    session.updatePins((c) =>
+      withAgentsRevoked(c, ids, {
+        name,
+        // Only for an agent this machine never pinned: a revoked pin's key is never compared.
+        enc_fpr: encodeBase64url(new Uint8Array(16)),
+        created_at: seen?.created_at ?? 0,
+        expires_at: seen?.expires_at ?? null,
+        revoked: true,
+        pending: null,
+      }),
+    );
+  if (local.length > 0) await revoke(local, null);
+  const response = parseRevokeResponse(
+    await session.client.request("POST", `${agentPath(name)}/revoke`),
+  );
+  const pinned = session.config.agents[response.agent.id];
+  if (response.agent.name !== name || (pinned !== undefined && pinned.name !== name)) {
+    throw new KeyholeError("untrusted_server", "the server answered for a different agent");
+  }
+  await revoke([response.agent.id], response.agent);
+  return response;
 }

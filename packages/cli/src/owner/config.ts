@@ -1,7 +1,9 @@
 /**
  * `$KEYHOLE_HOME/config.json`: what the owner's machine pins about its server. The vault id and
  * public keys are fixed at `init`; the audit pin (last verified checkpoint) and the highest
- * version seen per secret only move forward, so a server that rolls back is caught.
+ * version seen per secret only move forward, so a server that rolls back is caught. The agents
+ * and grants this machine made are pinned too (pins.ts), so the server never decides who gets
+ * a wrap.
  */
 import { randomBytes } from "node:crypto";
 import { open, readFile, rename, rm } from "node:fs/promises";
@@ -10,6 +12,13 @@ import { join, resolve } from "node:path";
 import { isId, KeyholeError, tryDecodeBase64url } from "@keyhole/core";
 import type { Io } from "../io.js";
 import { ensurePrivateDir } from "./key-file.js";
+import {
+  type AgentPins,
+  type GrantPins,
+  parseAgentPins,
+  parseGrantPins,
+  withoutSecretGrants,
+} from "./pins.js";
 
 const FORMAT = "keyhole-owner-config-v1";
 
@@ -32,6 +41,10 @@ export interface OwnerConfig {
   readonly audit_pin: AuditPin | null;
   /** Secret id → the highest version this machine has seen (rollback detection). */
   readonly versions: Readonly<Record<string, number>>;
+  /** The agents this machine created (pins.ts). */
+  readonly agents: AgentPins;
+  /** The grants this machine made, with their limits (pins.ts). */
+  readonly grants: GrantPins;
 }
 
 /** The owner's home: `KEYHOLE_HOME`, else `~/.keyhole`. */
@@ -63,6 +76,8 @@ export function newConfig(fields: {
     audit_pk: fields.auditPk,
     audit_pin: null,
     versions: {},
+    agents: {},
+    grants: {},
   };
 }
 
@@ -98,6 +113,8 @@ function parseConfig(home: string, json: unknown): OwnerConfig {
     if (!Number.isSafeInteger(version) || (version as number) < 1) broken(home);
     versions[id] = version as number;
   }
+  const agents = parseAgentPins(c.agents) ?? broken(home);
+  const grants = parseGrantPins(c.grants) ?? broken(home);
   return {
     format: FORMAT,
     addr: c.addr,
@@ -107,6 +124,8 @@ function parseConfig(home: string, json: unknown): OwnerConfig {
     audit_pk: c.audit_pk,
     audit_pin: pin,
     versions,
+    agents,
+    grants,
   };
 }
 
@@ -184,9 +203,9 @@ export function withVersionSeen(
   return { ...config, versions: { ...config.versions, [secretId]: version } };
 }
 
-/** Forgets a deleted secret's pin. */
+/** Forgets a deleted secret's pins: its version and its grants. */
 export function withoutSecret(config: OwnerConfig, secretId: string): OwnerConfig {
   const versions = { ...config.versions };
   delete versions[secretId];
-  return { ...config, versions };
+  return withoutSecretGrants({ ...config, versions }, secretId);
 }

@@ -1,13 +1,16 @@
 /**
  * Owner operations on grants. Adding one re-wraps the secret's current DEK for the agent, but
- * only after the agent's key passes its KHK1 check with the owner's own public key: a server
- * that swapped in a key of its own gets nothing wrapped (SECURITY-TESTS #8).
+ * only after the agent's key passes its KHK1 check with the owner's own public key and matches
+ * the key this machine pinned for it: a server that swapped in a key of its own, or an older
+ * one, gets nothing wrapped (SECURITY-TESTS #8, security review H2). Every grant made or removed
+ * here is pinned in the config, so later re-wraps use these limits, never the server's.
  */
 import { type GrantView, KeyholeError } from "@keyhole/core";
 import { requireAgent } from "./agents.js";
+import { checkPinnedAgent } from "./pin-checks.js";
+import { liveAgentIds, withGrantPin, withoutGrantPin } from "./pins.js";
 import { requireSecretView, shouldRetry } from "./secrets.js";
 import type { OwnerSession } from "./session.js";
-import { checkAgentKey } from "./verify.js";
 import { parseGrantList, parseGrantView } from "./views.js";
 import { closeVersion, grantFor, openOwnerVersion } from "./wrapping.js";
 
@@ -23,7 +26,7 @@ export async function addGrant(
     if (agent.revoked_at !== null) {
       throw new KeyholeError("conflict", `agent '${agentName}' is revoked`);
     }
-    const publicKey = await checkAgentKey(session, {
+    const { publicKey } = await checkPinnedAgent(session, {
       agentId: agent.id,
       name: agent.name,
       encPk: agent.enc_pk,
@@ -43,20 +46,47 @@ export async function addGrant(
     } finally {
       closeVersion(version);
     }
+    let grant: GrantView;
     try {
-      return parseGrantView(await session.client.request("POST", "/v1/owner/grants", upload));
+      grant = parseGrantView(await session.client.request("POST", "/v1/owner/grants", upload));
     } catch (error) {
       if (!shouldRetry(error, attempt)) throw error;
+      continue;
     }
+    // Pinned only once the server has it: a grant pinned but missing would read as one the
+    // server dropped. (An interrupted write leaves the opposite; `grant add` again mends it.)
+    await session.updatePins((c) =>
+      withGrantPin(c, view.id, agent.id, {
+        secret_name: view.name,
+        not_after: limits.notAfter,
+        allowed_hosts: [...limits.allowedHosts],
+      }),
+    );
+    return grant;
   }
 }
 
-/** Removes a grant; the server marks the secret "rotation recommended". */
+/**
+ * Removes a grant; the server marks the secret "rotation recommended". The pin goes first, so
+ * the grant is never re-wrapped from this machine again even if the server keeps it.
+ */
 export async function removeGrant(
   session: OwnerSession,
   agentName: string,
   secretName: string,
 ): Promise<void> {
+  const agentIds = liveAgentIds(session.config, agentName);
+  await session.updatePins((config) => {
+    let next = config;
+    for (const [secretId, byAgent] of Object.entries(config.grants)) {
+      for (const agentId of agentIds) {
+        if (byAgent[agentId]?.secret_name === secretName) {
+          next = withoutGrantPin(next, secretId, agentId);
+        }
+      }
+    }
+    return next;
+  });
   const path = `/v1/owner/grants/${encodeURIComponent(agentName)}/${encodeURIComponent(secretName)}`;
   await session.client.request("DELETE", path);
 }

@@ -162,13 +162,26 @@ test("secret get refuses the owner's own value when owner_sig is null, missing o
   assert.equal((await f.cli(["secret", "get", "api-key"])).io.out(), "real value");
 });
 
-test("secret set replaces a version without owner_sig (stored before the field)", async () => {
+test("secret set refuses to write over a current version without owner_sig, uploading nothing", async () => {
   const secret = f.fake.secrets.get("api-key") as FakeSecret;
   (secret.versions[0] as FakeSecret["versions"][number]).owner_sig = null;
   assert.equal((await f.cli(["secret", "get", "api-key"])).code, 1);
   const set = await f.cli(["secret", "set", "api-key"], { stdin: "re-set" });
-  assert.equal(set.code, 0, set.io.err());
-  assert.equal((await f.cli(["secret", "get", "api-key"])).io.out(), "re-set");
+  assert.equal(set.code, 1);
+  assert.match(set.io.err(), /no owner signature/);
+  assert.deepEqual(uploads(), []);
+});
+
+test("secret set refuses a server that answers for one name with another secret's id", async () => {
+  // Without this check the value meant for api-key would be wrapped for db's grantees.
+  assert.equal((await f.cli(["secret", "set", "db"], { stdin: "db value" })).code, 0);
+  f.fake.requests.length = 0;
+  const db = f.fake.secrets.get("db") as FakeSecret;
+  f.fake.secrets.set("api-key", { ...db, name: "api-key" });
+  const set = await f.cli(["secret", "set", "api-key"], { stdin: "meant for api-key" });
+  assert.equal(set.code, 1);
+  assert.match(set.io.err(), /not signed by this owner/);
+  assert.deepEqual(uploads(), []);
 });
 
 test("a version lower than one already seen is refused as a rollback", async () => {

@@ -10,8 +10,8 @@ import {
   type SecretPutRequest,
   type SecretSummary,
 } from "@keyhole/core";
+import { planSecretWraps } from "./pin-checks.js";
 import type { OwnerSession } from "./session.js";
-import { checkAgentKey, checkVersion } from "./verify.js";
 import {
   type OwnerSecretView,
   parseHistory,
@@ -20,7 +20,14 @@ import {
   parseSecretView,
   type VersionView,
 } from "./views.js";
-import { closeVersion, grantFor, openOwnerVersion, readValue, sealNewVersion } from "./wrapping.js";
+import {
+  checkOwnerVersion,
+  closeVersion,
+  grantFor,
+  openOwnerVersion,
+  readValue,
+  sealNewVersion,
+} from "./wrapping.js";
 
 /** First try plus three retries after a `409 conflict` (someone else wrote in between). */
 export const MAX_ATTEMPTS = 4;
@@ -68,8 +75,9 @@ export interface PutResult {
 }
 
 /**
- * Stores `value` as the next version of `name`. Every grantee's key is verified before anything
- * is sealed; a version race (409) re-reads and retries.
+ * Stores `value` as the next version of `name`, wrapped for exactly the active grants this
+ * machine made (checked against the server's grantee list and each agent's pinned key before
+ * anything is sealed, with the pinned limits); a version race (409) re-reads and retries.
  */
 export async function putSecretValue(
   session: OwnerSession,
@@ -78,35 +86,25 @@ export async function putSecretValue(
 ): Promise<PutResult> {
   for (let attempt = 1; ; attempt++) {
     const view = await getSecretView(session, name);
-    if (view !== null) checkVersion(session, view.id, view.version);
+    // The current version must be this owner's: its signature binds the name to the id.
+    if (view !== null) await checkOwnerVersion(session, view);
     const id = view?.id ?? newId("secret");
     const expected = view?.version ?? 0;
-    const grantees = view?.grants ?? [];
-    const keys: Uint8Array[] = [];
-    for (const grantee of grantees) {
-      keys.push(
-        await checkAgentKey(session, {
-          agentId: grantee.agent_id,
-          name: grantee.agent_name,
-          encPk: grantee.enc_pk,
-          createdAt: grantee.agent_created_at,
-          keySig: grantee.key_sig,
-        }),
-      );
-    }
+    // Who gets a wrap is decided by this machine's pins; the server's list must agree.
+    const plan = view === null ? [] : await planSecretWraps(session, view);
     const ref = { vaultId: session.vaultId, secretId: id, version: expected + 1 };
     const sealed = await sealNewVersion(session, ref, name, value);
     let body: SecretPutRequest;
     try {
       const issuedAt = session.io.now();
       const grants = [];
-      for (const [i, grantee] of grantees.entries()) {
+      for (const wrap of plan) {
         grants.push(
           await grantFor(
             session,
             sealed,
-            { id: grantee.agent_id, publicKey: keys[i] as Uint8Array },
-            { issuedAt, notAfter: grantee.not_after, allowedHosts: grantee.allowed_hosts },
+            { id: wrap.agentId, publicKey: wrap.publicKey },
+            { issuedAt, notAfter: wrap.notAfter, allowedHosts: wrap.allowedHosts },
           ),
         );
       }
@@ -128,7 +126,7 @@ export async function putSecretValue(
         throw new KeyholeError("untrusted_server", "the server stored a different version");
       }
       session.noteVersion(id, result.version);
-      return { id, version: result.version, created: expected === 0, agents: grantees.length };
+      return { id, version: result.version, created: expected === 0, agents: plan.length };
     } catch (error) {
       if (!shouldRetry(error, attempt)) throw error;
     }
@@ -159,7 +157,7 @@ export async function secretHistory(session: OwnerSession, name: string): Promis
   return parseHistory(await session.client.request("GET", `${secretPath(name)}/history`));
 }
 
-/** Deletes a secret with all its versions, wraps and grants; forgets its version pin. */
+/** Deletes a secret with all its versions, wraps and grants; forgets its version and grant pins. */
 export async function deleteSecret(session: OwnerSession, name: string): Promise<void> {
   const view = await getSecretView(session, name);
   await session.client.request("DELETE", secretPath(name));

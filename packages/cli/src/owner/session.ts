@@ -34,13 +34,13 @@ export interface ConnectOptions {
 export class OwnerSession {
   readonly io: Io;
   readonly home: string;
-  readonly config: OwnerConfig;
   readonly vaultId: string;
   readonly signingKey: SigningKey;
   readonly encKeys: RecipientKeyPair;
   readonly client: OwnerClient;
   readonly #seen: Map<string, number>;
   readonly #forgotten = new Set<string>();
+  #config: OwnerConfig;
 
   constructor(fields: {
     io: Io;
@@ -52,12 +52,25 @@ export class OwnerSession {
   }) {
     this.io = fields.io;
     this.home = fields.home;
-    this.config = fields.config;
+    this.#config = fields.config;
     this.vaultId = fields.config.vault_id;
     this.signingKey = fields.signingKey;
     this.encKeys = fields.encKeys;
     this.client = fields.client;
     this.#seen = new Map(Object.entries(fields.config.versions));
+  }
+
+  /** The config as last read or written by this session. */
+  get config(): OwnerConfig {
+    return this.#config;
+  }
+
+  /**
+   * Changes the agent and grant pins in the config at once (re-read, changed, written
+   * atomically): they are security state, so they must not wait for the end of the session.
+   */
+  async updatePins(change: (config: OwnerConfig) => OwnerConfig): Promise<void> {
+    this.#config = await updateConfig(this.home, change);
   }
 
   /** The highest version of a secret seen so far (config pins plus this session). */

@@ -118,8 +118,7 @@ export async function checkOwnerSignature(
   if (ownerSig === null) {
     throw new KeyholeError(
       "untrusted_server",
-      "the stored value carries no owner signature, so it cannot be shown to be this owner's; " +
-        "if it predates owner signatures, set it again with `keyhole secret set`",
+      "the stored value carries no owner signature, so it cannot be shown to be this owner's",
     );
   }
   if (!(await verifyGrant(session.signingKey.publicKey, statement, bytes(ownerSig)))) {

@@ -48,14 +48,24 @@ export function closeVersion(version: OpenVersion): void {
   zeroize(version.dek);
 }
 
+/** A version whose owner signature and version floor have been checked; nothing opened yet. */
+export interface CheckedVersion {
+  readonly ref: SecretVersionRef;
+  readonly envelope: Uint8Array;
+  readonly ownerWrap: Uint8Array;
+  readonly dekId: Uint8Array;
+}
+
 /**
- * Opens a version the server returned: rollback check, owner signature check, then the owner's
- * wrap. The version is pinned as seen only after all of that passed.
+ * Checks a version the server returned without opening it: rollback, then the owner signature,
+ * which binds the value, the owner's wrap, the version and the secret's name *and* id together.
+ * `secret set` runs this on the current version before writing the next one, so a server cannot
+ * answer for name A with the id of secret B and have A's value wrapped for B's grantees.
  */
-export async function openOwnerVersion(
+export async function checkOwnerVersion(
   session: OwnerSession,
   view: OwnerSecretView,
-): Promise<OpenVersion> {
+): Promise<CheckedVersion> {
   checkVersion(session, view.id, view.version);
   const ref = { vaultId: session.vaultId, secretId: view.id, version: view.version };
   const envelope = bytes(view.value);
@@ -68,6 +78,18 @@ export async function openOwnerVersion(
   }
   const statement = await ownerWrapStatement(session, ref, view.name, dekId, envelope, ownerWrap);
   await checkOwnerSignature(session, statement, view.owner_sig);
+  return { ref, envelope, ownerWrap, dekId };
+}
+
+/**
+ * Opens a version the server returned: rollback check, owner signature check, then the owner's
+ * wrap. The version is pinned as seen only after all of that passed.
+ */
+export async function openOwnerVersion(
+  session: OwnerSession,
+  view: OwnerSecretView,
+): Promise<OpenVersion> {
+  const { ref, envelope, ownerWrap, dekId } = await checkOwnerVersion(session, view);
   let dek: Uint8Array;
   try {
     dek = await unwrapDek(

@@ -23,7 +23,13 @@ import {
   type ServerProcess,
   startKeyhole,
 } from "../e2e/harness.js";
-import { digest, encodingsOf, findNeedles, type Needle, tokenNeedles } from "../test-support/needles.js";
+import {
+  digest,
+  encodingsOf,
+  findNeedles,
+  type Needle,
+  tokenNeedles,
+} from "../test-support/needles.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
@@ -128,7 +134,17 @@ test("every flow runs with canaries, and no canary, token, seed or auth key is f
   await ok(["secret", "set", "alpha"], canaries.alpha);
   await ok(["secret", "set", "beta"], canaries.beta);
   await ok(["agent", "create", "agent-a", "--grant", "alpha", "--token-file", tokenFile("a")]);
-  await ok(["agent", "create", "agent-b", "--grant", "beta", "--expires", "30d", "--token-file", tokenFile("b")]);
+  await ok([
+    "agent",
+    "create",
+    "agent-b",
+    "--grant",
+    "beta",
+    "--expires",
+    "30d",
+    "--token-file",
+    tokenFile("b"),
+  ]);
   const tokenA1 = (await readFile(tokenFile("a"), "utf8")).trim();
   const tokenB = (await readFile(tokenFile("b"), "utf8")).trim();
 

@@ -131,7 +131,11 @@ async function checkScenario(scenario: Scenario): Promise<void> {
     if (step.kind === "grant" && !revoked.has(step.agent)) {
       await keyhole(["grant", "add", agentName(step.agent), secretName(step.secret)]);
       (granted[step.agent] as boolean[])[step.secret] = true;
-    } else if (step.kind === "ungrant" && granted[step.agent]?.[step.secret] && !revoked.has(step.agent)) {
+    } else if (
+      step.kind === "ungrant" &&
+      granted[step.agent]?.[step.secret] &&
+      !revoked.has(step.agent)
+    ) {
       await keyhole(["grant", "rm", agentName(step.agent), secretName(step.secret)]);
       (granted[step.agent] as boolean[])[step.secret] = false;
     } else if (step.kind === "update") {

@@ -3,6 +3,8 @@
  * the owner client without the real server: it checks owner signatures and version preconditions
  * like the real one, records every request, and lets a test play a malicious server by editing
  * its state (swap an agent's key, forge a value, roll a version back, rewrite audit entries).
+ * Like the real one it lists only active grants (agent live, grant not expired, by `now`) as a
+ * secret's grantees, requires a write or rotate to cover exactly those, and drops the rest.
  */
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -77,6 +79,8 @@ export interface FakeServer {
   readonly requests: RecordedRequest[];
   /** The next this-many owner writes (PUT/POST) answer 409 conflict, as if someone raced. */
   conflicts: number;
+  /** The server's clock (expiry); `Date.now` unless a test sets it. */
+  now: () => number;
   /** Appends an audit entry with a correct chain hash. */
   appendAudit(action: string): void;
   close(): Promise<void>;
@@ -104,9 +108,21 @@ export async function startFakeServer(): Promise<FakeServer> {
   const secrets = new Map<string, FakeSecret>();
   const agents = new Map<string, FakeAgent>();
   const requests: RecordedRequest[] = [];
-  const fake = { audit: [] as AuditEntryView[], conflicts: 0 };
+  const fake = { audit: [] as AuditEntryView[], conflicts: 0, now: () => Date.now() };
 
   const agentById = (id: string) => [...agents.values()].find((a) => a.id === id);
+  /** The real server's ACTIVE_GRANT: agent neither revoked nor expired, grant not expired. */
+  const isActive = (g: GrantUpload) => {
+    const a = agentById(g.agent_id);
+    const now = fake.now();
+    return (
+      a !== undefined &&
+      a.revoked_at === null &&
+      (a.expires_at === null || a.expires_at > now) &&
+      (g.not_after === 0 || g.not_after > now)
+    );
+  };
+  const activeGrants = (s: FakeSecret) => [...s.grants.values()].filter(isActive);
   const agentView = (a: FakeAgent) => ({
     id: a.id,
     name: a.name,
@@ -116,7 +132,9 @@ export async function startFakeServer(): Promise<FakeServer> {
     expires_at: a.expires_at,
     revoked_at: a.revoked_at,
     last_used_at: null,
-    grant_count: [...secrets.values()].filter((s) => s.grants.has(a.id)).length,
+    grant_count: [...secrets.values()].filter((s) =>
+      activeGrants(s).some((g) => g.agent_id === a.id),
+    ).length,
   });
   const grantView = (s: FakeSecret, g: GrantUpload) => ({
     agent_id: g.agent_id,
@@ -142,7 +160,7 @@ export async function startFakeServer(): Promise<FakeServer> {
       created_at: s.versions[0]?.created_at ?? 0,
       updated_at: v.created_at,
       rotation_recommended: false,
-      grants: [...s.grants.values()].map((g) => {
+      grants: activeGrants(s).map((g) => {
         const a = agentById(g.agent_id) as FakeAgent;
         return {
           agent_id: a.id,
@@ -242,7 +260,11 @@ export async function startFakeServer(): Promise<FakeServer> {
           throw new HttpError(409, "conflict");
         }
         const uploads = body.grants as GrantUpload[];
-        const expected = [...(secret?.grants.keys() ?? [])].sort().join();
+        const active = secret === undefined ? [] : activeGrants(secret);
+        const expected = active
+          .map((g) => g.agent_id)
+          .sort()
+          .join();
         if (
           uploads
             .map((g) => g.agent_id)
@@ -265,6 +287,8 @@ export async function startFakeServer(): Promise<FakeServer> {
           created_at: Date.now(),
         });
         secrets.set(name, stored);
+        // The old version's wraps go; expired grants and revoked agents' are purged with them.
+        stored.grants.clear();
         storeGrants(uploads);
         return { id: stored.id, name, version: current + 1 };
       }
@@ -306,15 +330,46 @@ export async function startFakeServer(): Promise<FakeServer> {
         return { ...agentView(agent), grants };
       }
       if (method === "POST" && extra === "rotate") {
+        if (agent.revoked_at !== null) throw new HttpError(404, "not_found");
+        const uploads = body.grants as GrantUpload[];
+        const active = [...secrets.values()].flatMap((s) =>
+          activeGrants(s).filter((g) => g.agent_id === agent.id),
+        );
+        const want = active
+          .map((g) => g.secret_id)
+          .sort()
+          .join();
+        if (
+          uploads
+            .map((g) => g.secret_id)
+            .sort()
+            .join() !== want
+        ) {
+          throw new HttpError(409, "conflict");
+        }
+        for (const s of secrets.values()) s.grants.delete(agent.id);
         Object.assign(agent, {
           enc_pk: body.enc_pk,
           created_at: body.created_at,
           key_sig: body.key_sig,
           token_id: body.token_id,
         });
-        storeGrants(body.grants as GrantUpload[]);
+        storeGrants(uploads);
         return agentView(agent);
       }
+      if (method === "POST" && extra === "revoke") {
+        agent.revoked_at ??= fake.now();
+        for (const s of secrets.values()) s.grants.delete(agent.id);
+        return { agent: agentView(agent), blast_radius: [] };
+      }
+    }
+    if (kind === "grants" && method === "DELETE" && name !== undefined && extra !== undefined) {
+      const agent = agents.get(name);
+      const secret = secrets.get(extra);
+      if (agent === undefined || secret === undefined || !secret.grants.delete(agent.id)) {
+        throw new HttpError(404, "not_found");
+      }
+      return { deleted: true };
     }
     if (kind === "grants" && method === "POST") {
       storeGrants([body as unknown as GrantUpload]);
@@ -394,6 +449,12 @@ export async function startFakeServer(): Promise<FakeServer> {
     },
     set conflicts(n: number) {
       fake.conflicts = n;
+    },
+    get now() {
+      return fake.now;
+    },
+    set now(clock: () => number) {
+      fake.now = clock;
     },
     appendAudit(action: string) {
       const previous = fake.audit.at(-1);
