@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// The fetch benchmark: the same loopback load against a baseline server (node:http +
+// better-sqlite3, no auth/audit/crypto) and against Keyhole's agent fetch route, in one run, so
+// the ratio says what authentication, authorization and the audited read cost on this machine.
+// Then the SDK's end-to-end get() (verify + decrypt), sequential.
+//
+//   npm run bench                     3 s per point, median of 3 runs
+//   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { formatAgentAuthorization, parseToken } from "@keyhole/core";
+
+const smoke = process.argv.includes("--smoke");
+const runs = smoke ? 1 : 3;
+const durationMs = smoke ? 300 : 3000;
+const levels = smoke ? [1, 10] : [1, 10, 50];
+const here = fileURLToPath(new URL(".", import.meta.url));
+const bin = join(here, "../packages/cli/bin/keyhole.js");
+const dir = mkdtempSync(join(tmpdir(), "keyhole-bench-"));
+const env = {
+  PATH: process.env.PATH,
+  HOME: dir,
+  KEYHOLE_HOME: join(dir, "owner"),
+  KEYHOLE_PASSPHRASE: "benchmark passphrase",
+};
+
+function startChild(args, pattern) {
+  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  let seen = "";
+  return new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      seen += chunk;
+      const match = seen.match(pattern);
+      if (match) resolve({ child, match, seen: () => seen });
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`exited ${code}: ${seen}`)));
+  });
+}
+
+function keyhole(args, input = "") {
+  return execFileSync(process.execPath, [bin, ...args], { env, input, stdio: ["pipe", "pipe", "pipe"] });
+}
+
+function load(url, headers, concurrency) {
+  const spec = JSON.stringify({ url, headers, concurrency, durationMs, warmupMs: smoke ? 100 : 500 });
+  return JSON.parse(execFileSync(process.execPath, [join(here, "load.mjs"), spec]).toString());
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+function medianOf(results) {
+  const out = {};
+  for (const key of ["rps", "p50", "p99", "max", "errors"]) out[key] = median(results.map((r) => r[key]));
+  return out;
+}
+
+const baseline = await startChild([join(here, "baseline-server.mjs")], /listening (\d+)/);
+const keyholeServer = await startChild(
+  [bin, "server", "--data-dir", join(dir, "data"), "--port", "0", "--log-level", "error"],
+  /bootstrap code: (\S+)/,
+);
+try {
+  const addr = keyholeServer.seen().match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)[1];
+  env.KEYHOLE_ADDR = addr;
+  keyhole(["init", "--bootstrap-code", keyholeServer.match[1]]);
+  keyhole(["secret", "set", "demo"], "x".repeat(64));
+  const tokenFile = join(dir, "bench.token");
+  keyhole(["agent", "create", "bench", "--grant", "demo", "--token-file", tokenFile]);
+  const token = parseToken(readFileSync(tokenFile, "utf8").trim());
+  const { authKey } = await token.deriveKeys();
+  const authorization = formatAgentAuthorization(token.tokenId, authKey);
+  token.destroy();
+
+  const rows = [];
+  for (const concurrency of levels) {
+    const base = [];
+    const kh = [];
+    for (let i = 0; i < runs; i++) {
+      base.push(load(`http://127.0.0.1:${baseline.match[1]}/demo`, {}, concurrency));
+      kh.push(load(`${addr}/v1/agent/secrets/demo`, { authorization }, concurrency));
+    }
+    const b = medianOf(base);
+    const k = medianOf(kh);
+    rows.push({ scenario: "baseline read", concurrency, ...b });
+    rows.push({ scenario: "agent fetch (server)", concurrency, ...k, ratio: k.rps / b.rps });
+  }
+  const sdk = [];
+  for (let i = 0; i < runs; i++) {
+    const out = execFileSync(process.execPath, [join(here, "sdk-get.mjs"), addr, tokenFile, "demo", String(durationMs)], { env, cwd: join(here, "..") });
+    sdk.push(JSON.parse(out.toString()));
+  }
+  rows.push({ scenario: "SDK get() end to end", concurrency: 1, ...medianOf(sdk) });
+
+  const header = "| scenario | c | req/s | p50 ms | p99 ms | max ms | errors | ratio to baseline |";
+  const lines = [header, "|---|---|---|---|---|---|---|---|"];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.scenario} | ${r.concurrency} | ${Math.round(r.rps)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(1)} | ${r.errors} | ${r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}×`} |`,
+    );
+  }
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
+  console.log(`${machine}, ${new Date().toISOString()}, ${runs} run(s) × ${durationMs} ms per point\n`);
+  console.log(lines.join("\n"));
+  if (!smoke) {
+    const file = join(here, "results", `${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+    writeFileSync(file, `${JSON.stringify({ machine, date: new Date().toISOString(), runs, durationMs, rows }, null, 2)}\n`);
+    console.log(`\nwritten ${file}`);
+  }
+  if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
+} finally {
+  baseline.child.kill("SIGTERM");
+  keyholeServer.child.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 300));
+  rmSync(dir, { recursive: true, force: true });
+}
