@@ -24,10 +24,11 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 30_000;
 server.listen(0, "127.0.0.1", () => process.stdout.write(`listening ${server.address().port}\n`));
-const stop = () => server.close(() => {
-  db.close();
-  rmSync(dir, { recursive: true, force: true });
-  process.exit(0);
-});
+const stop = () =>
+  server.close(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  });
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

@@ -45,7 +45,8 @@ async function phase(ms, record) {
 await phase(warmupMs, false);
 const { latencies, errors, elapsed } = await phase(durationMs, true);
 latencies.sort((a, b) => a - b);
-const pick = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+const pick = (q) =>
+  latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
 process.stdout.write(
   `${JSON.stringify({
     requests: latencies.length,

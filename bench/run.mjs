@@ -43,18 +43,29 @@ function startChild(args, pattern) {
 }
 
 function keyhole(args, input = "") {
-  return execFileSync(process.execPath, [bin, ...args], { env, input, stdio: ["pipe", "pipe", "pipe"] });
+  return execFileSync(process.execPath, [bin, ...args], {
+    env,
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
 }
 
 function load(url, headers, concurrency) {
-  const spec = JSON.stringify({ url, headers, concurrency, durationMs, warmupMs: smoke ? 100 : 500 });
+  const spec = JSON.stringify({
+    url,
+    headers,
+    concurrency,
+    durationMs,
+    warmupMs: smoke ? 100 : 500,
+  });
   return JSON.parse(execFileSync(process.execPath, [join(here, "load.mjs"), spec]).toString());
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 function medianOf(results) {
   const out = {};
-  for (const key of ["rps", "p50", "p99", "max", "errors"]) out[key] = median(results.map((r) => r[key]));
+  for (const key of ["rps", "p50", "p99", "max", "errors"])
+    out[key] = median(results.map((r) => r[key]));
   return out;
 }
 
@@ -90,7 +101,11 @@ try {
   }
   const sdk = [];
   for (let i = 0; i < runs; i++) {
-    const out = execFileSync(process.execPath, [join(here, "sdk-get.mjs"), addr, tokenFile, "demo", String(durationMs)], { env, cwd: join(here, "..") });
+    const out = execFileSync(
+      process.execPath,
+      [join(here, "sdk-get.mjs"), addr, tokenFile, "demo", String(durationMs)],
+      { env, cwd: join(here, "..") },
+    );
     sdk.push(JSON.parse(out.toString()));
   }
   rows.push({ scenario: "SDK get() end to end", concurrency: 1, ...medianOf(sdk) });
@@ -103,11 +118,16 @@ try {
     );
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
-  console.log(`${machine}, ${new Date().toISOString()}, ${runs} run(s) × ${durationMs} ms per point\n`);
+  console.log(
+    `${machine}, ${new Date().toISOString()}, ${runs} run(s) × ${durationMs} ms per point\n`,
+  );
   console.log(lines.join("\n"));
   if (!smoke) {
     const file = join(here, "results", `${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    writeFileSync(file, `${JSON.stringify({ machine, date: new Date().toISOString(), runs, durationMs, rows }, null, 2)}\n`);
+    writeFileSync(
+      file,
+      `${JSON.stringify({ machine, date: new Date().toISOString(), runs, durationMs, rows }, null, 2)}\n`,
+    );
     console.log(`\nwritten ${file}`);
   }
   if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
