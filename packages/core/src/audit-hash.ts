@@ -10,6 +10,7 @@
  * `node:crypto`, and this package stays free of `node:*`.
  */
 import { concatBytes, lp, u64, utf8 } from "./bytes.js";
+import type { AuditEntryView } from "./wire.js";
 
 /** A synchronous SHA-256, e.g. `(d) => createHash("sha256").update(d).digest()`. */
 export type Sha256Sync = (data: Uint8Array) => Uint8Array;
@@ -58,6 +59,25 @@ export function encodeAuditEntry(entry: AuditFields): Uint8Array {
     lp(entry.userAgent),
     lp(entry.detail),
   );
+}
+
+/** The hashed fields of an entry as it travels in JSON (`AuditEntryView`), in canonical order. */
+export function auditFieldsFromView(entry: AuditEntryView): AuditFields {
+  return {
+    seq: entry.seq,
+    ts: entry.ts,
+    requestId: entry.request_id,
+    actorType: entry.actor_type,
+    actorId: entry.actor_id,
+    action: entry.action,
+    result: entry.result,
+    agentId: entry.agent_id,
+    secretId: entry.secret_id,
+    secretVersion: entry.secret_version,
+    clientIp: entry.client_ip,
+    userAgent: entry.user_agent,
+    detail: entry.detail,
+  };
 }
 
 /** `leaf = SHA-256(0x00 ‖ LP(canonical entry bytes))`. */

@@ -8,6 +8,7 @@ export { encodeAgentKeyMessage, signAgentKey, verifyAgentKey } from "./agent-key
 export type { AuditActorType, AuditFields, Sha256Sync } from "./audit-hash.js";
 export {
   AUDIT_GENESIS,
+  auditFieldsFromView,
   auditLeaf,
   chainAuditHash,
   encodeAuditEntry,

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { after, beforeEach, test } from "node:test";
 import {
   AUDIT_GENESIS,
+  auditFieldsFromView,
   chainAuditHash,
   decodeBase64url,
   encodeBase64url,
@@ -12,7 +13,6 @@ import {
   importSigningKey,
 } from "@keyhole/core";
 import { type OwnerFixture, ownerFixture } from "../test-support/owner-fixture.js";
-import { auditFields } from "./audit.js";
 import { readConfig } from "./config.js";
 
 const fixtures: OwnerFixture[] = [];
@@ -36,7 +36,7 @@ async function verify(): Promise<{ code: number; out: string; err: string }> {
 function rechain(): void {
   let previous = AUDIT_GENESIS;
   for (const entry of f.fake.audit) {
-    previous = chainAuditHash(previous, auditFields(entry), (d) =>
+    previous = chainAuditHash(previous, auditFieldsFromView(entry), (d) =>
       createHash("sha256").update(d).digest(),
     );
     entry.hash = encodeBase64url(previous);

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import {
   AUDIT_GENESIS,
   type AuditEntryView,
-  type AuditFields,
+  auditFieldsFromView,
   type CheckpointView,
   chainAuditHash,
   encodeBase64url,
@@ -96,25 +96,6 @@ function sha256(data: Uint8Array): Uint8Array {
   return createHash("sha256").update(data).digest();
 }
 
-/** The hashed fields of an entry, in core's canonical order. */
-export function auditFields(entry: AuditEntryView): AuditFields {
-  return {
-    seq: entry.seq,
-    ts: entry.ts,
-    requestId: entry.request_id,
-    actorType: entry.actor_type,
-    actorId: entry.actor_id,
-    action: entry.action,
-    result: entry.result,
-    agentId: entry.agent_id,
-    secretId: entry.secret_id,
-    secretVersion: entry.secret_version,
-    clientIp: entry.client_ip,
-    userAgent: entry.user_agent,
-    detail: entry.detail,
-  };
-}
-
 function tampered(message: string): never {
   throw new KeyholeError("untrusted_server", `audit log verification failed: ${message}`);
 }
@@ -146,7 +127,7 @@ export function recomputeChain(
           : `entry seq ${entry.seq} is out of order`,
       );
     }
-    head = chainAuditHash(head, auditFields(entry), sha256);
+    head = chainAuditHash(head, auditFieldsFromView(entry), sha256);
     if (!equalBytes(head, bytes(entry.hash))) {
       tampered(`seq ${entry.seq} does not match the hash chain (edited, removed or reordered)`);
     }

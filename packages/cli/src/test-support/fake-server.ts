@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import {
   AUDIT_GENESIS,
   type AuditEntryView,
+  auditFieldsFromView,
   chainAuditHash,
   decodeBase64url,
   encodeBase64url,
@@ -28,7 +29,6 @@ import {
   tryDecodeBase64url,
   verify,
 } from "@keyhole/core";
-import { auditFields } from "../owner/audit.js";
 
 /** One stored version. */
 export interface FakeVersion {
@@ -475,7 +475,7 @@ export async function startFakeServer(): Promise<FakeServer> {
         hash: "",
       };
       const prev = previous === undefined ? AUDIT_GENESIS : decodeBase64url(previous.hash);
-      entry.hash = encodeBase64url(chainAuditHash(prev, auditFields(entry), sha256));
+      entry.hash = encodeBase64url(chainAuditHash(prev, auditFieldsFromView(entry), sha256));
       fake.audit.push(entry);
     },
     close: () =>

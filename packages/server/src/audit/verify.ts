@@ -8,6 +8,7 @@ import { createPublicKey, verify } from "node:crypto";
 import {
   AUDIT_GENESIS,
   type AuditEntryView,
+  auditFieldsFromView,
   type CheckpointView,
   chainAuditHash,
   decodeBase64url,
@@ -55,25 +56,7 @@ export function verifyAuditChain(
     const stored = tryDecodeBase64url(entry.hash);
     let next: Uint8Array;
     try {
-      next = chainAuditHash(
-        head,
-        {
-          seq: entry.seq,
-          ts: entry.ts,
-          requestId: entry.request_id,
-          actorType: entry.actor_type,
-          actorId: entry.actor_id,
-          action: entry.action,
-          result: entry.result,
-          agentId: entry.agent_id,
-          secretId: entry.secret_id,
-          secretVersion: entry.secret_version,
-          clientIp: entry.client_ip,
-          userAgent: entry.user_agent,
-          detail: entry.detail,
-        },
-        sha256Sync,
-      );
+      next = chainAuditHash(head, auditFieldsFromView(entry), sha256Sync);
     } catch {
       return { ok: false, seq, reason: "malformed_entry" };
     }
