@@ -18,14 +18,17 @@ import {
   signAgentKey,
   zeroize,
 } from "@keyhole/core";
+import { note } from "../io.js";
 import type { OwnerConfig } from "./config.js";
 import { checkPinnedAgent, planRotation } from "./pin-checks.js";
 import {
+  type GrantPin,
   liveAgentIds,
   withAgentPin,
   withAgentsRevoked,
   withCurrentKey,
   withGrantPin,
+  withoutGrantPin,
   withPendingKey,
 } from "./pins.js";
 import { requireSecretView, shouldRetry } from "./secrets.js";
@@ -177,7 +180,8 @@ export async function createAgent(
   const key = await mintKey(session, agentId);
   try {
     for (let attempt = 1; ; attempt++) {
-      if ((await getAgent(session, options.name)) !== null) {
+      // A revoked agent's name may be reused (the server allows it); only a live one conflicts.
+      if ((await getAgent(session, options.name))?.revoked_at === null) {
         throw new KeyholeError("conflict", `an agent named '${options.name}' already exists`);
       }
       const made = await grantsFor(
@@ -239,20 +243,26 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
       if (agent.revoked_at !== null) {
         throw new KeyholeError("conflict", `agent '${name}' is revoked; create a new one`);
       }
-      // The agent must be this machine's, live, and hold the key pinned here.
-      await checkPinnedAgent(session, {
-        agentId: agent.id,
-        name: agent.name,
-        encPk: agent.enc_pk,
-        createdAt: agent.created_at,
-        keySig: agent.key_sig,
-      });
-      const plan = planRotation(session, agent);
+      // The agent must be this machine's and live, its key signed by this owner. Unlike a wrap,
+      // the key need not be the pinned one: nothing is wrapped for it, and a server restored
+      // from before a rotate serves the older key, which only a rotate can replace.
+      await checkPinnedAgent(
+        session,
+        {
+          agentId: agent.id,
+          name: agent.name,
+          encPk: agent.enc_pk,
+          createdAt: agent.created_at,
+          keySig: agent.key_sig,
+        },
+        { anySignedKey: true },
+      );
+      const plan = await planRotation(session, agent);
       key ??= await mintKey(session, agent.id);
       const made = await grantsFor(
         session,
         { id: agent.id, publicKey: key.publicKey },
-        plan.map((g) => ({
+        plan.grants.map((g) => ({
           secret: g.pin.secret_name,
           secretId: g.secretId,
           notAfter: g.pin.not_after,
@@ -279,7 +289,13 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
         if (!shouldRetry(error, attempt)) throw error;
         continue;
       }
-      await session.updatePins((c) => withCurrentKey(c, agent.id, newKey));
+      // The new key holds no wrap of a grant the server lost: forget its pin, say so.
+      await session.updatePins((c) => {
+        let next = withCurrentKey(c, agent.id, newKey);
+        for (const lost of plan.missing) next = withoutGrantPin(next, lost.secretId, agent.id);
+        return next;
+      });
+      for (const lost of plan.missing) note(session.io, lostGrantNotice(name, lost.pin));
       if (rotated.id !== agent.id) throw new KeyholeError("untrusted_server", "agent id mismatch");
       return { agent: rotated, token: key.token };
     }
@@ -287,6 +303,19 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
     key?.token.destroy();
     throw error;
   }
+}
+
+function lostGrantNotice(agentName: string, grant: GrantPin): string {
+  const hosts = grant.allowed_hosts.length === 0 ? "" : ` --hosts ${grant.allowed_hosts.join(",")}`;
+  const expiry =
+    grant.not_after === 0
+      ? ""
+      : `; it was set to expire at ${new Date(grant.not_after).toISOString()}`;
+  return (
+    `warning: the server no longer has agent '${agentName}''s grant of '${grant.secret_name}' ` +
+    "(lost in a database restore, or removed from another machine); the new token cannot read " +
+    `it. If the agent still needs it, run \`keyhole grant add ${agentName} ${grant.secret_name}${hosts}\`${expiry}`
+  );
 }
 
 /**
@@ -298,7 +327,7 @@ export async function revokeAgent(
   session: OwnerSession,
   name: string,
 ): Promise<AgentRevokeResponse> {
-  const local = liveAgentIds(session.config, name);
+  const local = liveAgentIds(await session.reloadPins(), name);
   const revoke = (ids: readonly string[], seen: AgentView | null) =>
     session.updatePins((c) =>
       withAgentsRevoked(c, ids, {

@@ -75,8 +75,8 @@ export async function removeGrant(
   agentName: string,
   secretName: string,
 ): Promise<void> {
-  const agentIds = liveAgentIds(session.config, agentName);
   await session.updatePins((config) => {
+    const agentIds = liveAgentIds(config, agentName);
     let next = config;
     for (const [secretId, byAgent] of Object.entries(config.grants)) {
       for (const agentId of agentIds) {

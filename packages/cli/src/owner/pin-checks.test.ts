@@ -5,9 +5,12 @@
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { after, beforeEach, test } from "node:test";
-import type { GrantUpload } from "@keyhole/core";
+import { decodeBase64url, encodeBase64url, fingerprint, type GrantUpload } from "@keyhole/core";
+import { runCli } from "../cli.js";
 import type { FakeAgent, FakeSecret } from "../test-support/fake-server.js";
+import { memoryIo } from "../test-support/memory-io.js";
 import { type OwnerFixture, ownerFixture } from "../test-support/owner-fixture.js";
 import { readConfig } from "./config.js";
 
@@ -263,4 +266,129 @@ test("a rotate whose answer was lost is recognised by its pending key", async ()
   assert.equal(healed?.enc_fpr, after?.enc_fpr);
   assert.equal(healed?.pending, null);
   await ok(["agent", "rotate", "bot"]);
+});
+
+test("a revoke in another terminal while secret set waits for the value: bot gets nothing", async () => {
+  // Terminal A: `secret set api-key`, its session open, waiting for the value on stdin.
+  let reading: () => void = () => undefined;
+  const waiting = new Promise<void>((resolve) => {
+    reading = resolve;
+  });
+  const stdin = new Readable({ read: () => reading() });
+  const io = { ...memoryIo({ env: f.env }), stdin };
+  const pending = runCli(["secret", "set", "api-key"], io);
+  await waiting;
+  // Terminal B revokes bot; the server (colluding, or not yet caught up) keeps listing it.
+  const bot = agent("bot");
+  const api = secret("api-key");
+  const grant = api.grants.get(bot.id) as GrantUpload;
+  await ok(["agent", "revoke", "bot"]);
+  bot.revoked_at = null;
+  api.grants.set(bot.id, grant);
+  f.fake.requests.length = 0;
+  // The new upstream key is pasted into A.
+  stdin.push("new upstream key");
+  stdin.push(null);
+  assert.equal(await pending, 1, io.err());
+  assert.match(io.err(), /lists agent 'bot' \(agt_[\w-]+\) as a grantee of 'api-key', but the/);
+  assert.deepEqual(uploads(), [], "nothing was uploaded");
+  assert.equal(secret("api-key").versions.length, 1);
+});
+
+test("after a database restore from before a rotate, agent rotate recovers the agent", async () => {
+  const bot = agent("bot");
+  const api = secret("api-key");
+  const backup = { enc_pk: bot.enc_pk, created_at: bot.created_at, key_sig: bot.key_sig };
+  const backupGrant = api.grants.get(bot.id) as GrantUpload;
+  await ok(["grant", "add", "bot", "db", "--hosts", "db.example"]);
+  await ok(["agent", "rotate", "bot"]);
+  // The restored database: bot's pre-rotate key and api-key grant, and no db grant at all.
+  Object.assign(bot, backup);
+  api.grants.set(bot.id, backupGrant);
+  secret("db").grants.delete(bot.id);
+  // A wrap is still refused for a key that is not the pinned one...
+  await refusedSet(/the server's key for agent 'bot' is not the one this machine last gave it/);
+  // ...but a rotate, which wraps nothing for that key, works.
+  f.fake.requests.length = 0;
+  const run = await ok(["agent", "rotate", "bot"]);
+  assert.ok(run.io.out().startsWith("kh1_"));
+  assert.match(
+    run.io.err(),
+    /no longer has agent 'bot''s grant of 'db'.*`keyhole grant add bot db --hosts db\.example`/,
+  );
+  assert.deepEqual(uploads(), ["POST /v1/owner/agents/bot/rotate"]);
+  const body = f.fake.requests.find((r) => r.path.endsWith("/rotate"))?.body as {
+    grants: GrantUpload[];
+  };
+  assert.deepEqual(
+    body.grants.map((g) => g.secret_id),
+    [api.id],
+    "only the pinned grant the server still has is re-wrapped",
+  );
+  const config = await readConfig(f.home);
+  const pin = config.agents[bot.id];
+  assert.equal(pin?.enc_fpr, encodeBase64url(await fingerprint(decodeBase64url(bot.enc_pk))));
+  assert.equal(pin?.created_at, bot.created_at);
+  assert.equal(config.grants[secret("db").id], undefined, "the lost grant is no longer pinned");
+  assert.ok(config.grants[api.id]?.[bot.id]);
+  // Everything works again; the lost grant comes back with grant add.
+  await ok(["secret", "set", "api-key"], "value 2");
+  assert.equal(api.grants.get(bot.id)?.version, 2);
+  await ok(["grant", "add", "bot", "db"]);
+  const set = await ok(["secret", "set", "db"], "db value 2");
+  assert.match(set.io.err(), /wrapped for the owner and 1 agent\b/);
+});
+
+test("agent rotate still refuses an unsigned key, an unpinned grant and a revoked agent", async () => {
+  await ok(["agent", "create", "other"]);
+  const bot = agent("bot");
+  const other = agent("other");
+  const own = { enc_pk: bot.enc_pk, created_at: bot.created_at, key_sig: bot.key_sig };
+  const refusedRotate = async (message: RegExp) => {
+    f.fake.requests.length = 0;
+    const run = await f.cli(["agent", "rotate", "bot"]);
+    assert.equal(run.code, 1);
+    assert.match(run.io.err(), message);
+    assert.equal(run.io.out(), "", "no token was shown");
+    assert.deepEqual(uploads(), []);
+  };
+  // Another agent's owner-signed key: its KHK1 names the other agent, so it fails here.
+  Object.assign(bot, {
+    enc_pk: other.enc_pk,
+    created_at: other.created_at,
+    key_sig: other.key_sig,
+  });
+  await refusedRotate(/the server's key for agent 'bot' is not signed by this owner/);
+  Object.assign(bot, own);
+  // A grant of db this machine never made, listed by the server.
+  const db = secret("db");
+  const template = secret("api-key").grants.get(bot.id) as GrantUpload;
+  db.grants.set(bot.id, { ...template, secret_id: db.id });
+  await refusedRotate(/lists a grant of 'db' to agent 'bot' that the owner state .* no record/);
+  db.grants.delete(bot.id);
+  // Revoked here, live on the server.
+  await ok(["agent", "revoke", "bot"]);
+  bot.revoked_at = null;
+  await refusedRotate(/agent 'bot' \(agt_[\w-]+\) was revoked from this machine/);
+});
+
+test("agent create reuses a revoked agent's name, but not a live agent's", async () => {
+  f.fake.requests.length = 0;
+  const dup = await f.cli(["agent", "create", "bot"]);
+  assert.equal(dup.code, 1);
+  assert.match(dup.io.err(), /an agent named 'bot' already exists/);
+  assert.deepEqual(uploads(), []);
+  const oldId = agent("bot").id;
+  await ok(["agent", "revoke", "bot"]);
+  const run = await ok(["agent", "create", "bot", "--grant", "db"]);
+  assert.ok(run.io.out().startsWith("kh1_"));
+  const newId = agent("bot").id;
+  assert.notEqual(newId, oldId);
+  const config = await readConfig(f.home);
+  assert.equal(config.agents[oldId]?.revoked, true);
+  assert.equal(config.agents[newId]?.revoked, false);
+  assert.equal(config.agents[newId]?.name, "bot");
+  assert.ok(config.grants[secret("db").id]?.[newId]);
+  const set = await ok(["secret", "set", "db"], "db value 2");
+  assert.match(set.io.err(), /wrapped for the owner and 1 agent\b/);
 });

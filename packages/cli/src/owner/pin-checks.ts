@@ -33,15 +33,37 @@ function untrusted(message: string): KeyholeError {
   return new KeyholeError("untrusted_server", `${message}; ${NOTHING}`);
 }
 
+/** Options of `checkPinnedAgent`. */
+export interface PinCheckOptions {
+  /**
+   * `agent rotate` only: accept a current key other than the pinned one, as long as it is
+   * signed by this owner (`KHK1`) and the agent is pinned, live and named as pinned. A rotate
+   * wraps nothing for the server's key (the new key is made here), and a server restored from a
+   * backup taken before a rotate serves the older key: rotating again is how the owner recovers.
+   */
+  readonly anySignedKey?: boolean;
+}
+
 /**
  * Checks an agent key the server offers for a wrap: the agent must be pinned on this machine,
  * not revoked, named as pinned, its key signed by this owner (`KHK1`) and the very key pinned
  * (or the pending key of a rotate whose outcome this machine missed, which is then recorded).
- * Returns the key bytes and the pin.
+ * The pins are re-read from disk first (`reloadPins`). Returns the key bytes and the pin.
  */
 export async function checkPinnedAgent(
   session: OwnerSession,
   claim: AgentKeyClaim,
+  options: PinCheckOptions = {},
+): Promise<{ pin: AgentPin; publicKey: Uint8Array }> {
+  await session.reloadPins();
+  return checkAgainstPins(session, claim, options);
+}
+
+/** `checkPinnedAgent` against the pins as last read (no re-read). */
+async function checkAgainstPins(
+  session: OwnerSession,
+  claim: AgentKeyClaim,
+  options: PinCheckOptions,
 ): Promise<{ pin: AgentPin; publicKey: Uint8Array }> {
   const pin = session.config.agents[claim.agentId];
   if (pin === undefined) {
@@ -70,6 +92,7 @@ export async function checkPinnedAgent(
     await session.updatePins((c) => withCurrentKey(c, claim.agentId, pending));
     return { pin: session.config.agents[claim.agentId] ?? pin, publicKey };
   }
+  if (options.anySignedKey === true) return { pin, publicKey };
   throw untrusted(
     `the server's key for agent '${pin.name}' is not the one this machine last gave it ` +
       "(an older key, from before a rotate?)",
@@ -114,6 +137,8 @@ export async function planSecretWraps(
   session: OwnerSession,
   view: OwnerSecretView,
 ): Promise<PlannedWrap[]> {
+  // Decided from the pins on disk now, not those read before the value was prompted for.
+  await session.reloadPins();
   const now = session.io.now();
   const pins = session.config.grants[view.id] ?? {};
   const listed = new Set<string>();
@@ -136,7 +161,7 @@ export async function planSecretWraps(
       );
     }
     if (!isGrantActive(agent, grant, now)) throw expiredButListed(agent, grant, view.name, now);
-    const { publicKey } = await checkPinnedAgent(session, granteeClaim(grantee));
+    const { publicKey } = await checkAgainstPins(session, granteeClaim(grantee), {});
     plan.push({
       agentId: grantee.agent_id,
       publicKey,
@@ -194,15 +219,35 @@ export interface PlannedGrant {
   readonly pin: GrantPin;
 }
 
+/** What an `agent rotate` re-wraps, and the pinned grants it cannot. */
+export interface RotationPlan {
+  /** The pinned active grants the server lists: re-wrapped for the new key. */
+  readonly grants: PlannedGrant[];
+  /**
+   * Pinned active grants the server no longer lists (lost in a database restore, or removed
+   * from another machine): not re-wrapped, to be re-added with `grant add`.
+   */
+  readonly missing: PlannedGrant[];
+}
+
 /**
- * The grants an `agent rotate` re-wraps: exactly this machine's pinned grants of the agent that
- * are still active (an expired one is dropped, as the server drops it). The server's list may
- * include expired grants; the active ones must be the same set with the same limits.
+ * The grants an `agent rotate` re-wraps: this machine's pinned grants of the agent that are
+ * still active (an expired one is dropped, as the server drops it) and that the server lists.
+ * The pins are re-read from disk first. The server's list may include expired grants; every
+ * grant it lists must be pinned here with the same limits. A pinned grant the server no longer
+ * has is reported in `missing`, never wrapped (the server's list can only shrink the set).
  */
-export function planRotation(session: OwnerSession, agent: AgentDetail): PlannedGrant[] {
+export async function planRotation(
+  session: OwnerSession,
+  agent: AgentDetail,
+): Promise<RotationPlan> {
+  await session.reloadPins();
   const now = session.io.now();
   const pin = session.config.agents[agent.id];
   if (pin === undefined) throw new KeyholeError("internal");
+  if (pin.revoked) {
+    throw untrusted(`agent '${pin.name}' (${agent.id}) was revoked from this machine`);
+  }
   const listed = new Map(agent.grants.map((g) => [g.secret_id, g]));
   for (const grant of agent.grants) {
     const grantPin = session.config.grants[grant.secret_id]?.[agent.id];
@@ -220,18 +265,12 @@ export function planRotation(session: OwnerSession, agent: AgentDetail): Planned
       );
     }
   }
-  const plan: PlannedGrant[] = [];
+  const grants: PlannedGrant[] = [];
+  const missing: PlannedGrant[] = [];
   for (const [secretId, byAgent] of Object.entries(session.config.grants)) {
     const grantPin = byAgent[agent.id];
     if (grantPin === undefined || !isGrantActive(pin, grantPin, now)) continue;
-    if (!listed.has(secretId)) {
-      throw untrusted(
-        `the server no longer lists agent '${pin.name}''s grant of '${grantPin.secret_name}', ` +
-          `which this machine made (if it was removed from another machine, run \`keyhole grant ` +
-          `rm ${pin.name} ${grantPin.secret_name}\` here)`,
-      );
-    }
-    plan.push({ secretId, pin: grantPin });
+    (listed.has(secretId) ? grants : missing).push({ secretId, pin: grantPin });
   }
-  return plan;
+  return { grants, missing };
 }

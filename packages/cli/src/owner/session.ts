@@ -73,6 +73,29 @@ export class OwnerSession {
     this.#config = await updateConfig(this.home, change);
   }
 
+  /**
+   * Re-reads the agent and grant pins from disk. A session is opened before its prompts (the
+   * passphrase, a secret's value), and another owner command (an `agent revoke` in another
+   * terminal) may have changed the pins since: who gets a wrap is decided from what is on disk
+   * right before the upload, never from the copy read when the session began.
+   */
+  async reloadPins(): Promise<OwnerConfig> {
+    const fresh = await readConfig(this.home);
+    const current = this.#config;
+    if (
+      fresh.vault_id !== current.vault_id ||
+      fresh.owner_sign_pk !== current.owner_sign_pk ||
+      fresh.owner_enc_pk !== current.owner_enc_pk
+    ) {
+      throw new KeyholeError(
+        "config_error",
+        `${this.home}/config.json now belongs to another owner; nothing was wrapped`,
+      );
+    }
+    this.#config = { ...current, agents: fresh.agents, grants: fresh.grants };
+    return this.#config;
+  }
+
   /** The highest version of a secret seen so far (config pins plus this session). */
   versionSeen(secretId: string): number {
     return this.#seen.get(secretId) ?? 0;

@@ -304,7 +304,9 @@ export async function startFakeServer(): Promise<FakeServer> {
       };
     }
     if (kind === "agents" && name === undefined && method === "POST") {
-      if (agents.has(body.name as string)) throw new HttpError(409, "conflict");
+      // As the real server: a revoked agent's name may be reused (the fake keeps only the newest).
+      if (agents.get(body.name as string)?.revoked_at === null)
+        throw new HttpError(409, "conflict");
       const agent: FakeAgent = {
         id: body.id as string,
         name: body.name as string,
