@@ -11,7 +11,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { isKeyholeError, isWireErrorCode, KeyholeError } from "@keyhole/core";
+import { encodeBase64url, isKeyholeError, isWireErrorCode, KeyholeError } from "@keyhole/core";
 import type { AuditKey } from "./audit/audit-key.js";
 import type { BootstrapCode } from "./auth/bootstrap.js";
 import { FailedAuthRecorder } from "./auth/failed-auth.js";
@@ -143,8 +143,15 @@ export function createApp(deps: AppDeps): App {
     if (error.status >= 500 || ctx.audited || ctx.principal === null) return error;
     try {
       if (error.code === "unauthenticated" && ctx.principal.kind === "agent") {
-        // The token stopped working during the request (revoked or rotated meanwhile).
-        return await gate.fail(ctx, "agent_token_gone", null, ctx.principal.agent.id);
+        // The token stopped working during the request (revoked or rotated meanwhile). Its
+        // token id gives the failure the agent's own throttle slot, so the entry names the
+        // agent even when junk from the same address came first.
+        return await gate.fail(
+          ctx,
+          "agent_token_gone",
+          encodeBase64url(ctx.principal.tokenId),
+          ctx.principal.agent.id,
+        );
       }
       if (route?.action === undefined) return error;
       const action = route.action;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `node dist/main.js --data-dir DIR [--host H] [--port P] [--tls-cert F --tls-key F]
- * [--log-level L]`: runs the server in the foreground. Prints where it listens and, while the
+ * [--log-level L] [--allow-missing-revocations]`: runs the server in the foreground. Prints where it listens and, while the
  * vault has no owner, the bootstrap code, to stderr; stops cleanly on SIGTERM/SIGINT.
  */
 import { parseArgs } from "node:util";
@@ -11,6 +11,7 @@ import { type ServerOptions, startServer } from "./server.js";
 
 const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
+                      [--allow-missing-revocations]
 `;
 
 const LEVELS: readonly string[] = ["silent", "error", "info", "debug"];
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "log-level": { type: "string" },
+        "allow-missing-revocations": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
   }
   if (typeof values["tls-cert"] === "string") options.tlsCert = values["tls-cert"];
   if (typeof values["tls-key"] === "string") options.tlsKey = values["tls-key"];
+  if (values["allow-missing-revocations"] === true) options.allowMissingRevocations = true;
   const level = values["log-level"];
   if (typeof level === "string") {
     if (!LEVELS.includes(level)) usage("--log-level must be silent, error, info or debug");

@@ -169,6 +169,77 @@ describe("revoked-tokens at start-up", () => {
     }
   });
 
+  it("refuses to start when an initialised vault's file is missing, unless allowed", async () => {
+    const clock = new TestClock();
+    const dataDir = tempDir();
+    let t = await startTestServer({ dataDir, clock });
+    const owner = await TestOwner.initialized(t);
+    const agent = await owner.createAgent("lost");
+    assert.equal((await owner.request("POST", "/v1/owner/agents/lost/revoke")).status, 200);
+    await t.close({ keepDir: true });
+    const file = join(dataDir, "revoked-tokens");
+    // As after a migration that copied only keyhole.db and pepper.
+    rmSync(file);
+    await assert.rejects(
+      startTestServer({ dataDir, clock }),
+      (error: unknown) =>
+        isKeyholeError(error) &&
+        error.code === "config_error" &&
+        error.message.includes("revoked-tokens is missing but the vault is initialised") &&
+        error.message.includes("--allow-missing-revocations"),
+    );
+    assert.equal(existsSync(file), false, "a refused start leaves no empty file behind");
+    await assert.rejects(
+      startTestServer({ dataDir, clock, allowMissingRevocations: false }),
+      (error: unknown) => isKeyholeError(error) && error.code === "config_error",
+    );
+
+    t = await startTestServer({ dataDir, clock, allowMissingRevocations: true });
+    try {
+      assert.equal(readFileSync(file, "utf8"), `${hex(agent.tokenId)}\n`);
+      assert.ok(
+        t.logs.some(
+          (line) =>
+            line.includes('"level":"error"') &&
+            line.includes("revoked-tokens was missing and has been re-created"),
+        ),
+      );
+      assert.equal(await self(t, agent), 401);
+    } finally {
+      await t.close({ keepDir: true });
+    }
+    // The file now exists: later starts need no flag, and warn no more.
+    t = await startTestServer({ dataDir, clock });
+    try {
+      assert.equal(
+        t.logs.some((line) => line.includes("revoked-tokens was missing")),
+        false,
+      );
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("creates the file for a vault with no owner yet, without a warning", async () => {
+    const dataDir = tempDir();
+    const file = join(dataDir, "revoked-tokens");
+    let t = await startTestServer({ dataDir });
+    await t.close({ keepDir: true });
+    assert.equal(readFileSync(file, "utf8"), "");
+    // Still uninitialised: losing the file again is harmless, as nothing was ever revoked.
+    rmSync(file);
+    t = await startTestServer({ dataDir });
+    try {
+      assert.equal(readFileSync(file, "utf8"), "");
+      assert.equal(
+        t.logs.some((line) => line.includes("revoked-tokens was missing")),
+        false,
+      );
+    } finally {
+      await t.close();
+    }
+  });
+
   it("refuses to start on a garbled line, and on a file group or others can read", async () => {
     const dataDir = tempDir();
     const first = await startServer({ dataDir, port: 0, logLevel: "silent" });

@@ -147,4 +147,37 @@ describe("revocation racing an in-flight fetch", () => {
     assert.equal(res.status, 401);
     assert.equal(res.text.includes("value"), false);
   });
+
+  it("the agent_token_gone entry names the agent even after junk from the same address", async () => {
+    const agent = await owner.createAgent("racer2", ["db"]);
+    // A fresh throttle interval, then junk from this address takes the address's slot.
+    t.clock.advance(60_000);
+    const junk = await agentGet(t.url, { header: "Keyhole junk" }, "/v1/agent/self");
+    assert.equal(junk.status, 401);
+    hold = true;
+    const reached = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const inFlight = agentGet(t.url, agent, "/v1/agent/secrets/db");
+    await reached;
+    hold = false;
+    assert.equal((await owner.request("POST", "/v1/owner/agents/racer2/revoke")).status, 200);
+    release();
+    assert.equal((await inFlight).status, 401);
+    const audit = await owner.request("GET", "/v1/owner/audit");
+    const entries = (audit.json as { entries: AuditEntryView[] }).entries;
+    const gone = entries.filter(
+      (e) => e.action === "auth.failed" && e.detail.includes("agent_token_gone"),
+    );
+    assert.ok(
+      gone.some((e) => e.agent_id === agent.id),
+      `no agent_token_gone entry names ${agent.id}: ${JSON.stringify(gone)}`,
+    );
+    assert.ok(
+      entries.some(
+        (e) => e.action === "auth.failed" && e.agent_id === "" && e.detail.includes("malformed"),
+      ),
+      "the junk request wrote its own entry first",
+    );
+  });
 });

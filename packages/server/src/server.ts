@@ -14,6 +14,7 @@ import { PepperRing } from "./auth/pepper.js";
 import type { LimiterOptions } from "./auth/rate-limit.js";
 import { RevokedTokens } from "./auth/revoked-tokens.js";
 import {
+  currentOwner,
   loadOrCreateKeyFile,
   loadOrCreateTextFile,
   prepareDataDir,
@@ -40,6 +41,13 @@ export interface ServerOptions {
   logLevel?: LogLevel;
   /** Where log lines go; default stderr. */
   log?: (line: string) => void;
+  /**
+   * Start even though the vault has an owner and `DATA_DIR/revoked-tokens` is missing,
+   * re-creating it from the retired token ids the database records (a loud warning is logged).
+   * Revocations made after the database's last backup are then forgotten. Default false: such a
+   * start is refused with `config_error`.
+   */
+  allowMissingRevocations?: boolean;
   /** The server clock (ms since the epoch), for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -94,7 +102,6 @@ export async function startServerWith(
   const files = prepareDataDir(options.dataDir);
   const peppers = new PepperRing(loadOrCreateKeyFile(files.pepper, 32));
   const auditKey = auditKeyFromSeed(loadOrCreateKeyFile(files.auditKey, 32));
-  const revoked = RevokedTokens.open(files.revokedTokens);
   const tls =
     options.tlsCert !== undefined && options.tlsKey !== undefined
       ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
@@ -103,6 +110,21 @@ export async function startServerWith(
   const store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
   try {
     const vaultRecord = await store.ensureVault(newId("vault"), clock());
+    // Once the vault has an owner the file existed: a missing one is refused, unless allowed.
+    const initialised = vaultRecord.ownerSignPk !== null;
+    const revoked = RevokedTokens.open(
+      files.revokedTokens,
+      currentOwner(),
+      initialised && options.allowMissingRevocations !== true ? "refuse" : "create",
+    );
+    if (initialised && revoked.created) {
+      logger.event(
+        "error",
+        "revoked-tokens was missing and has been re-created from the database " +
+          "(--allow-missing-revocations): any revoke or rotate made after the database's last " +
+          "backup is forgotten; revoke or rotate every agent that may be affected",
+      );
+    }
     await reconcileRevoked(revoked, store, logger);
     let code: string | null = null;
     if (vaultRecord.ownerSignPk === null) {

@@ -11,6 +11,7 @@ import { keyholeHome } from "../owner/config.js";
 
 const USAGE = `Usage: keyhole server [--data-dir DIR] [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level info]
+                      [--allow-missing-revocations]
 
 Run the Keyhole server (embedded SQLite in DIR) until Ctrl-C. On first start it prints
 a one-time bootstrap code and writes it to DIR/bootstrap-code (mode 0600); the first
@@ -24,6 +25,10 @@ Options:
   --tls-cert FILE    serve HTTPS with this PEM certificate (needs --tls-key)
   --tls-key FILE     the PEM private key of --tls-cert
   --log-level LEVEL  silent, error, info or debug (default info)
+  --allow-missing-revocations
+                     start although DIR/revoked-tokens is missing on an initialised vault:
+                     re-creates it from the database (revocations made after a restored
+                     backup are lost; revoke or rotate the agents that may be affected)
   -h, --help         show this help
 `;
 
@@ -71,6 +76,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
     "log-level": { type: "string" },
+    "allow-missing-revocations": { type: "boolean" },
   });
   if (args === null) return 0;
   const dataDirOption = stringOption(args, "data-dir");
@@ -96,6 +102,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     port,
     logLevel: levelText as LogLevel,
     log: (line) => note(io, line),
+    ...(args.values["allow-missing-revocations"] === true ? { allowMissingRevocations: true } : {}),
     ...(tlsCert === undefined ? {} : { tlsCert: resolve(io.cwd, tlsCert) }),
     ...(tlsKey === undefined ? {} : { tlsKey: resolve(io.cwd, tlsKey) }),
   });

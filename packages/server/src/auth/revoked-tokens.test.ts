@@ -45,6 +45,17 @@ describe("revoked-tokens file", () => {
     assert.deepEqual([...reopened.tokenIds()].map(hex).sort(), [hex(a), hex(b)].sort());
   });
 
+  it("says whether it created the file, and with ifMissing 'refuse' does not create one", () => {
+    const path = fresh();
+    assert.throws(
+      () => RevokedTokens.open(path, undefined, "refuse"),
+      configError(/is missing but the vault is initialised/),
+    );
+    assert.throws(() => statSync(path), /ENOENT/);
+    assert.equal(RevokedTokens.open(path).created, true);
+    assert.equal(RevokedTokens.open(path, undefined, "refuse").created, false);
+  });
+
   it("accepts blank lines and a last line without a newline, and appends after it", () => {
     const path = fresh();
     const a = canary(16);

@@ -9,7 +9,10 @@
  * appended here. At start-up every retired id in the database missing from the file is appended
  * (a crash between the commit and the append), then the whole file is held in memory and agent
  * authentication refuses any id in it. A line that is not a token id stops the server from
- * starting: silently skipping it could drop a revocation.
+ * starting: silently skipping it could drop a revocation. So does a missing file once the vault
+ * has an owner (`ifMissing: "refuse"`): re-creating it from an older database would silently
+ * forget every revocation made after that copy; the server re-creates it only when told to
+ * (`allowMissingRevocations`, server.ts).
  */
 import {
   closeSync,
@@ -41,25 +44,35 @@ export class RevokedTokens {
   #pending: string[] = [];
   /** The file does not end with a newline (edited by hand): the next append starts one. */
   #needsNewline: boolean;
+  /** True when `open` found no file and created it empty. */
+  readonly created: boolean;
 
-  private constructor(path: string, ids: Set<string>, needsNewline: boolean) {
+  private constructor(path: string, ids: Set<string>, needsNewline: boolean, created: boolean) {
     this.#path = path;
     this.#ids = ids;
     this.#needsNewline = needsNewline;
+    this.created = created;
   }
 
   /**
-   * Opens the file, creating it empty (0600) when missing. `config_error` if it is a symbolic
-   * link or not a regular file, is not owned by `owner` (the server's user; data-dir.ts), is
-   * readable by group or others, or holds a line that is not a token id.
+   * Opens the file, creating it empty (0600) when missing, unless `ifMissing` is `"refuse"`:
+   * then a missing file is a `config_error` (the vault has an owner, so the file existed).
+   * `config_error` too if it is a symbolic link or not a regular file, is not owned by `owner`
+   * (the server's user; data-dir.ts), is readable by group or others, or holds a line that is
+   * not a token id.
    */
-  static open(path: string, owner = currentOwner()): RevokedTokens {
+  static open(
+    path: string,
+    owner = currentOwner(),
+    ifMissing: "create" | "refuse" = "create",
+  ): RevokedTokens {
     let fd: number;
     let created = false;
     try {
       fd = openNoFollow(path, constants.O_RDONLY);
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") throw error;
+      if (ifMissing === "refuse") throw missing(path);
       fd = openSync(path, "wx+", 0o600);
       created = true;
     }
@@ -85,7 +98,7 @@ export class RevokedTokens {
       if (!LINE.test(last)) throw garbled(path, lines.length + 1);
       ids.add(last);
     }
-    return new RevokedTokens(path, ids, last !== "");
+    return new RevokedTokens(path, ids, last !== "", created);
   }
 
   /** How many token ids the list holds. */
@@ -156,6 +169,18 @@ export class RevokedTokens {
     this.#pending = [];
     this.#needsNewline = false;
   }
+}
+
+function missing(path: string): KeyholeError {
+  return new KeyholeError(
+    "config_error",
+    `${path} is missing but the vault is initialised; refusing to start, since re-creating it ` +
+      "from the database would forget every revocation made after the database's last backup. " +
+      "Put back this server's own revoked-tokens file (never an older copy). If it is truly " +
+      "lost, start once with --allow-missing-revocations (ServerOptions.allowMissingRevocations) " +
+      "to re-create it from the ids the database records, then revoke or rotate every agent " +
+      "that may have been revoked or rotated since that backup",
+  );
 }
 
 function garbled(path: string, line: number): KeyholeError {

@@ -50,6 +50,8 @@ export interface TestServerOptions {
   readonly dataDir?: string;
   /** Wraps the store (to delay or observe operations). */
   readonly wrapStore?: (store: Store) => Store;
+  /** `ServerOptions.allowMissingRevocations`. */
+  readonly allowMissingRevocations?: boolean;
 }
 
 /** Starts a server for one test file or test. */
@@ -66,6 +68,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       logLevel: options.logLevel ?? "info",
       log: (line) => logs.push(line),
       now: clock.now,
+      ...(options.allowMissingRevocations === undefined
+        ? {}
+        : { allowMissingRevocations: options.allowMissingRevocations }),
     },
     {
       openStore: (path) => {
