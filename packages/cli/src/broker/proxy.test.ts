@@ -1,0 +1,460 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import http, { type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createBrokerHandler, type SecretGrant } from "./proxy.js";
+import { type Injection, parseRoute, type Route } from "./routes.js";
+
+const SECRET = `sk-${randomBytes(24).toString("hex")}`;
+
+async function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; origin: string; port: number }> {
+  const server = http.createServer(handler);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return { server, origin: `http://127.0.0.1:${port}`, port };
+}
+
+async function close(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+function call(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: init.method ?? "GET", headers: init.headers ?? {} });
+    req.on("error", reject);
+    req.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on("error", reject);
+    });
+    req.end(init.body);
+  });
+}
+
+/** Starts a broker in front of `upstream` with one route; returns its origin and captured state. */
+async function withBroker(
+  upstream: string,
+  fn: (broker: string, state: { logs: string[]; grants: Uint8Array[] }) => Promise<void>,
+  opts: {
+    inject?: Injection;
+    allowedHosts?: string[];
+    getSecret?: (route: Route) => Promise<SecretGrant>;
+    timeoutMs?: number;
+  } = {},
+): Promise<void> {
+  const route = parseRoute(
+    {
+      name: "svc",
+      prefix: "/svc",
+      upstream,
+      secret: "svc-key",
+      inject: opts.inject ?? {
+        kind: "header",
+        name: "Authorization",
+        template: "Bearer {{secret}}",
+      },
+    },
+    { allowPlainHttpLoopbackUpstream: true },
+  );
+  const state = { logs: [] as string[], grants: [] as Uint8Array[] };
+  const handler = createBrokerHandler({
+    routes: [route],
+    getSecret:
+      opts.getSecret ??
+      (async () => {
+        const value = new Uint8Array(Buffer.from(SECRET));
+        state.grants.push(value);
+        return { value, allowedHosts: opts.allowedHosts ?? ["127.0.0.1"] };
+      }),
+    log: (line) => state.logs.push(line),
+    allowPlainHttpLoopbackUpstream: true,
+    ...(opts.timeoutMs === undefined ? {} : { upstreamTimeoutMs: opts.timeoutMs }),
+  });
+  const { server, origin } = await listen(handler);
+  try {
+    await fn(origin, state);
+  } finally {
+    handler.close();
+    await close(server);
+  }
+}
+
+function errorCode(reply: Reply): unknown {
+  return (JSON.parse(reply.body.toString()) as { error: { code: unknown } }).error.code;
+}
+
+test("the credential is injected and the client's own Authorization and x-api-key are replaced", async () => {
+  const seen: IncomingMessage[] = [];
+  const up = await listen((req, res) => {
+    seen.push(req);
+    const ok = req.headers.authorization === `Bearer ${SECRET}`;
+    res.writeHead(ok ? 200 : 401, { "content-type": "text/plain" });
+    res.end(ok ? "ok" : "bad credential");
+  });
+  try {
+    await withBroker(up.origin, async (broker, state) => {
+      const reply = await call(`${broker}/svc/v1/chat?stream=1&a=b`, {
+        headers: { authorization: "Bearer placeholder", "x-api-key": "placeholder", "x-keep": "1" },
+      });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.body.toString(), "ok");
+      const req = seen[0];
+      assert.ok(req);
+      assert.equal(req.url, "/v1/chat?stream=1&a=b");
+      assert.equal(req.headers.host, `127.0.0.1:${up.port}`);
+      assert.equal(req.headers["x-api-key"], undefined);
+      assert.equal(req.headers["x-keep"], "1");
+      await sleep(10);
+      assert.equal(state.logs.length, 1);
+      assert.match(
+        state.logs[0] ?? "",
+        /route=svc method=GET host=127\.0\.0\.1:\d+ path=\/v1\/chat /,
+      );
+      assert.match(state.logs[0] ?? "", /status=200 ms=/);
+      for (const line of state.logs) assert.ok(!line.includes(SECRET));
+      // The broker zeroes the secret buffer once the call ends.
+      assert.ok(state.grants[0]?.every((b) => b === 0));
+    });
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("query-parameter injection replaces a client-sent parameter of the same name", async () => {
+  const urls: string[] = [];
+  const up = await listen((req, res) => {
+    urls.push(req.url ?? "");
+    res.end("ok");
+  });
+  try {
+    await withBroker(
+      up.origin,
+      async (broker, state) => {
+        const reply = await call(`${broker}/svc/data?key=forged&q=x%20y`);
+        assert.equal(reply.status, 200);
+        const url = new URL(urls[0] ?? "", "http://x");
+        assert.equal(url.pathname, "/data");
+        assert.deepEqual(url.searchParams.getAll("key"), [SECRET]);
+        assert.equal(url.searchParams.get("q"), "x y");
+        await sleep(10);
+        for (const line of state.logs) assert.ok(!line.includes(SECRET));
+      },
+      { inject: { kind: "query", param: "key" } },
+    );
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("basic injection sends user:secret, and the secret alone as user when none is set", async () => {
+  const auths: (string | undefined)[] = [];
+  const up = await listen((req, res) => {
+    auths.push(req.headers.authorization);
+    res.end("ok");
+  });
+  try {
+    await withBroker(
+      up.origin,
+      async (broker) => {
+        await call(`${broker}/svc/x`, { headers: { authorization: "Basic Zm9yZ2Vk" } });
+      },
+      { inject: { kind: "basic", user: "bot" } },
+    );
+    await withBroker(
+      up.origin,
+      async (broker) => {
+        await call(`${broker}/svc/x`);
+      },
+      { inject: { kind: "basic" } },
+    );
+    assert.deepEqual(auths, [
+      `Basic ${Buffer.from(`bot:${SECRET}`).toString("base64")}`,
+      `Basic ${Buffer.from(`${SECRET}:`).toString("base64")}`,
+    ]);
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a host outside the grant's allowed hosts is refused and the upstream never sees a request", async () => {
+  let hits = 0;
+  const up = await listen((_req, res) => {
+    hits++;
+    res.end("ok");
+  });
+  try {
+    await withBroker(
+      up.origin,
+      async (broker, state) => {
+        const reply = await call(`${broker}/svc/v1/x`, { method: "POST", body: Buffer.from("{}") });
+        assert.equal(reply.status, 403);
+        assert.equal(errorCode(reply), "forbidden");
+        assert.ok(!reply.body.toString().includes(SECRET));
+        await sleep(10);
+        assert.equal(hits, 0);
+        assert.ok(state.grants[0]?.every((b) => b === 0));
+        assert.match(state.logs[0] ?? "", /status=403/);
+      },
+      { allowedHosts: ["api.openai.com"] },
+    );
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("server-sent events reach the client one by one, before the upstream sends the next", async () => {
+  let firstSeen: () => void = () => {};
+  const seen = new Promise<void>((resolve) => {
+    firstSeen = resolve;
+  });
+  let secondSent = false;
+  const up = await listen(async (_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    res.write("data: one\n\n");
+    // Wait for the client to see event one; a buffering broker would make this time out.
+    await Promise.race([seen, sleep(1500)]);
+    secondSent = true;
+    res.write("data: two\n\n");
+    res.end();
+  });
+  try {
+    await withBroker(up.origin, async (broker) => {
+      const events: { text: string; secondSentYet: boolean }[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request(`${broker}/svc/stream`);
+        req.on("error", reject);
+        req.on("response", (res) => {
+          assert.equal(res.headers["content-type"], "text/event-stream");
+          res.on("data", (chunk: Buffer) => {
+            events.push({ text: chunk.toString(), secondSentYet: secondSent });
+            if (chunk.toString().includes("one")) firstSeen();
+          });
+          res.on("end", resolve);
+        });
+        req.end();
+      });
+      assert.equal(events.map((e) => e.text).join(""), "data: one\n\ndata: two\n\n");
+      assert.equal(events[0]?.text, "data: one\n\n");
+      assert.equal(events[0]?.secondSentYet, false);
+    });
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a 5 MiB request body and a 5 MiB response body stream through intact", async () => {
+  const size = 5 * 1024 * 1024;
+  const requestBody = randomBytes(size);
+  const responseBody = randomBytes(size);
+  const up = await listen((req, res) => {
+    const hash = createHash("sha256");
+    let length = 0;
+    req.on("data", (c: Buffer) => {
+      hash.update(c);
+      length += c.length;
+    });
+    req.on("end", () => {
+      res.writeHead(200, { "x-request-sha256": hash.digest("hex"), "x-request-length": length });
+      // In pieces, so the response is chunked and streamed.
+      let at = 0;
+      const pump = (): void => {
+        while (at < size) {
+          const piece = responseBody.subarray(at, at + 65536);
+          at += piece.length;
+          if (!res.write(piece)) {
+            res.once("drain", pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+    });
+  });
+  try {
+    await withBroker(up.origin, async (broker) => {
+      const reply = await call(`${broker}/svc/upload`, { method: "POST", body: requestBody });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers["x-request-length"], String(size));
+      assert.equal(
+        reply.headers["x-request-sha256"],
+        createHash("sha256").update(requestBody).digest("hex"),
+      );
+      assert.equal(reply.body.length, size);
+      assert.equal(
+        createHash("sha256").update(reply.body).digest("hex"),
+        createHash("sha256").update(responseBody).digest("hex"),
+      );
+    });
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a redirect to a disallowed host becomes 502, one to an allowed host passes through", async () => {
+  const up = await listen((req, res) => {
+    const location =
+      req.url === "/away" ? "https://evil.example/steal" : `http://127.0.0.1/elsewhere`;
+    res.writeHead(302, { location });
+    res.end();
+  });
+  try {
+    await withBroker(up.origin, async (broker) => {
+      const away = await call(`${broker}/svc/away`);
+      assert.equal(away.status, 502);
+      assert.equal(errorCode(away), "upstream_redirect_refused");
+      assert.equal(away.headers.location, undefined);
+      const near = await call(`${broker}/svc/near`);
+      assert.equal(near.status, 302);
+      assert.equal(near.headers.location, "http://127.0.0.1/elsewhere");
+    });
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a secret echoed in a header and in the body, split across chunks, is redacted", async () => {
+  const half = SECRET.length >> 1;
+  const up = await listen(async (req, res) => {
+    const echoed = (req.headers.authorization ?? "").replace("Bearer ", "");
+    res.writeHead(200, { "x-echo": `key=${echoed}`, "content-type": "text/plain" });
+    res.write(`whole ${echoed} then split `);
+    res.write(echoed.slice(0, half));
+    await sleep(20);
+    res.write(echoed.slice(half, half + 3));
+    await sleep(20);
+    res.write(`${echoed.slice(half + 3)} end`);
+    res.end();
+  });
+  try {
+    await withBroker(up.origin, async (broker) => {
+      const reply = await call(`${broker}/svc/echo`);
+      const body = reply.body.toString();
+      const stars = "*".repeat(SECRET.length);
+      assert.equal(reply.headers["x-echo"], `key=${stars}`);
+      assert.equal(body, `whole ${stars} then split ${stars} end`);
+      assert.ok(!body.includes(SECRET.slice(0, 8)));
+    });
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("an upstream that is down gets 502 upstream_unreachable, a silent one 504, never a hang", async () => {
+  const gone = await listen(() => {});
+  const origin = gone.origin;
+  await close(gone.server);
+  await withBroker(origin, async (broker, state) => {
+    const reply = await call(`${broker}/svc/x`);
+    assert.equal(reply.status, 502);
+    assert.equal(errorCode(reply), "upstream_unreachable");
+    await sleep(10);
+    assert.match(state.logs[0] ?? "", /status=502/);
+  });
+
+  const silent = await listen(() => {});
+  try {
+    await withBroker(
+      silent.origin,
+      async (broker) => {
+        const reply = await call(`${broker}/svc/x`);
+        assert.equal(reply.status, 504);
+        assert.equal(errorCode(reply), "upstream_timeout");
+      },
+      { timeoutMs: 200 },
+    );
+  } finally {
+    await close(silent.server);
+  }
+});
+
+test("an unknown route gets 404 not_found and no secret is fetched", async () => {
+  let fetched = 0;
+  await withBroker(
+    "http://127.0.0.1:9",
+    async (broker, state) => {
+      for (const path of ["/nope", "/svcx/a", "/"]) {
+        const reply = await call(`${broker}${path}`);
+        assert.equal(reply.status, 404, path);
+        assert.equal(errorCode(reply), "not_found");
+      }
+      await sleep(10);
+      assert.equal(fetched, 0);
+      assert.match(state.logs[0] ?? "", /route=- method=GET host=- path=\/nope status=404/);
+    },
+    {
+      getSecret: async () => {
+        fetched++;
+        return { value: new Uint8Array(Buffer.from(SECRET)), allowedHosts: ["127.0.0.1"] };
+      },
+    },
+  );
+});
+
+test("a failed secret fetch gets 502 secret_unavailable, without the error's text", async () => {
+  await withBroker(
+    "http://127.0.0.1:9",
+    async (broker) => {
+      const reply = await call(`${broker}/svc/x`);
+      assert.equal(reply.status, 502);
+      assert.equal(errorCode(reply), "secret_unavailable");
+      assert.ok(!reply.body.toString().includes("revoked"));
+    },
+    {
+      getSecret: async () => {
+        throw new Error("agent revoked");
+      },
+    },
+  );
+});
+
+test("a plain-http upstream is refused unless the test-only flag allows loopback", async () => {
+  let hits = 0;
+  const up = await listen((_req, res) => {
+    hits++;
+    res.end("ok");
+  });
+  const route = parseRoute(
+    {
+      name: "svc",
+      upstream: up.origin,
+      secret: "s",
+      inject: { kind: "header", name: "x-api-key", template: "{{secret}}" },
+    },
+    { allowPlainHttpLoopbackUpstream: true },
+  );
+  const handler = createBrokerHandler({
+    routes: [route],
+    getSecret: async () => ({ value: Buffer.from(SECRET), allowedHosts: ["127.0.0.1"] }),
+    log: () => {},
+  });
+  const broker = await listen(handler);
+  try {
+    const reply = await call(`${broker.origin}/svc/x`);
+    assert.equal(reply.status, 403);
+    assert.equal(hits, 0);
+  } finally {
+    handler.close();
+    await close(broker.server);
+    await close(up.server);
+  }
+});

@@ -1,0 +1,281 @@
+/**
+ * The broker's proxy core: a node:http request handler that matches a route, fetches the secret
+ * for this one call, checks the owner-signed host allowlist, injects the credential and streams the
+ * request and response through unbuffered. It never follows redirects, redacts the secret from
+ * anything returned, and answers every failure with a JSON error and a code, never a hang.
+ */
+import http, {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from "node:http";
+import https from "node:https";
+import { pipeline } from "node:stream";
+import { createRedactor, redactHeaderValue } from "./redact.js";
+import { isLoopbackHost, type Route, SECRET_PLACEHOLDER } from "./routes.js";
+
+/** What the vault hands over for one call: the value and the hosts the owner allows it on. */
+export interface SecretGrant {
+  readonly value: Uint8Array;
+  readonly allowedHosts: readonly string[];
+}
+
+/** Options for {@link createBrokerHandler}. */
+export interface BrokerHandlerOptions {
+  readonly routes: readonly Route[];
+  /** Fetches the secret for one call; the broker zeroes `value` when the call ends. */
+  readonly getSecret: (route: Route) => Promise<SecretGrant>;
+  /** Receives one line per call: route, method, host, path, status, duration. */
+  readonly log: (line: string) => void;
+  /** Upstream inactivity limit before a 504 (default 120 s: models think before the first byte). */
+  readonly upstreamTimeoutMs?: number;
+  /** Allow `http://` upstreams on loopback hosts. Test-only, as in the route parser. */
+  readonly allowPlainHttpLoopbackUpstream?: boolean;
+}
+
+/** A request listener that also owns keep-alive upstream connections. */
+export type BrokerHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
+  /** Closes idle upstream connections. */
+  close(): void;
+};
+
+/** Broker error codes, each with its HTTP status. */
+export const BROKER_ERRORS = {
+  not_found: 404,
+  forbidden: 403,
+  bad_request: 400,
+  secret_unavailable: 502,
+  upstream_unreachable: 502,
+  upstream_redirect_refused: 502,
+  upstream_timeout: 504,
+} as const;
+
+/** A code from {@link BROKER_ERRORS}. */
+export type BrokerErrorCode = keyof typeof BROKER_ERRORS;
+
+// RFC 9110 §7.6.1: connection-specific headers never cross a proxy.
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+];
+// Credentials a client might send itself; the broker's injection is the only one that goes out.
+const CLIENT_CREDENTIALS = ["authorization", "x-api-key"];
+
+function sendError(res: ServerResponse, code: BrokerErrorCode): void {
+  if (res.headersSent) {
+    // Mid-stream: the status is gone, so cut the stream rather than end it cleanly.
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: { code } });
+  res.writeHead(BROKER_ERRORS[code], {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+  });
+  res.end(body);
+}
+
+function hopByHop(headers: IncomingHttpHeaders): Set<string> {
+  const drop = new Set(HOP_BY_HOP);
+  const connection = headers.connection;
+  if (typeof connection === "string")
+    for (const token of connection.split(",")) drop.add(token.trim().toLowerCase());
+  return drop;
+}
+
+/** True when the grant lets the secret go to this upstream (hostname, or host:port). */
+export function isHostAllowed(upstream: URL, allowedHosts: readonly string[]): boolean {
+  const hostname = upstream.hostname.toLowerCase();
+  const host = upstream.host.toLowerCase();
+  return allowedHosts.some((h) => {
+    const allowed = h.toLowerCase();
+    return allowed === hostname || allowed === host;
+  });
+}
+
+function matchRoute(routes: readonly Route[], path: string): Route | null {
+  for (const route of routes)
+    if (path === route.prefix || path.startsWith(`${route.prefix}/`)) return route;
+  return null;
+}
+
+// Paths go into a log line: keep them printable and bounded.
+function loggable(path: string): string {
+  const safe = path.replace(/[^\x21-\x7e]/g, (c) => encodeURIComponent(c));
+  return safe.length > 200 ? `${safe.slice(0, 200)}...` : safe;
+}
+
+/** Builds the request listener. Routes are assumed parsed by `parseRoute`. */
+export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandler {
+  const timeoutMs = options.upstreamTimeoutMs ?? 120_000;
+  const agents = {
+    "http:": new http.Agent({ keepAlive: true }),
+    "https:": new https.Agent({ keepAlive: true }),
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = process.hrtime.bigint();
+    const rawUrl = req.url ?? "";
+    const q = rawUrl.indexOf("?");
+    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+    const query = q === -1 ? "" : rawUrl.slice(q + 1);
+    const route = rawUrl.startsWith("/") ? matchRoute(options.routes, path) : null;
+    const upstream = route === null ? null : new URL(route.upstream);
+    const rest = route === null ? path : path.slice(route.prefix.length) || "/";
+    let secret: Uint8Array | null = null;
+
+    res.on("close", () => {
+      secret?.fill(0);
+      secret = null;
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const status = res.headersSent ? res.statusCode : 0;
+      options.log(
+        `broker route=${route?.name ?? "-"} method=${req.method ?? "-"} ` +
+          `host=${upstream?.host ?? "-"} path=${loggable(rest)} status=${status} ms=${ms.toFixed(1)}`,
+      );
+    });
+
+    if (route === null || upstream === null) {
+      sendError(res, "not_found");
+      return;
+    }
+    if (
+      upstream.protocol === "http:" &&
+      (options.allowPlainHttpLoopbackUpstream !== true || !isLoopbackHost(upstream.hostname))
+    ) {
+      sendError(res, "forbidden");
+      return;
+    }
+
+    options.getSecret(route).then(
+      (grant) => {
+        if (res.destroyed) {
+          grant.value.fill(0);
+          return;
+        }
+        secret = grant.value;
+        if (!isHostAllowed(upstream, grant.allowedHosts)) {
+          secret.fill(0);
+          sendError(res, "forbidden");
+          return;
+        }
+        forward(req, res, route, upstream, rest, query, grant);
+      },
+      () => sendError(res, "secret_unavailable"),
+    );
+  };
+
+  function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    upstream: URL,
+    rest: string,
+    query: string,
+    grant: SecretGrant,
+  ): void {
+    const value = Buffer.from(grant.value.buffer, grant.value.byteOffset, grant.value.byteLength);
+    // Node's header API takes strings; these copies live only as long as this request.
+    const text = value.toString("utf8");
+    const needles: Uint8Array[] = [value];
+    const drop = hopByHop(req.headers);
+    for (const h of CLIENT_CREDENTIALS) drop.add(h);
+    drop.add("host");
+    const headers: OutgoingHttpHeaders = {};
+    let params = query;
+    const inject = route.inject;
+    if (inject.kind === "header") drop.add(inject.name);
+    for (const [name, v] of Object.entries(req.headers))
+      if (v !== undefined && !drop.has(name)) headers[name] = v;
+    headers.host = upstream.host;
+    // The redactor cannot see inside compressed bodies.
+    headers["accept-encoding"] = "identity";
+    if (inject.kind === "header") {
+      headers[inject.name] = inject.template.replace(SECRET_PLACEHOLDER, text);
+    } else if (inject.kind === "basic") {
+      // RFC 7617 §2; with no user the secret is the user-id and the password is empty.
+      const pair = inject.user === undefined ? `${text}:` : `${inject.user}:${text}`;
+      const encoded = Buffer.from(pair, "utf8").toString("base64");
+      headers.authorization = `Basic ${encoded}`;
+      needles.push(Buffer.from(encoded));
+    } else {
+      const search = new URLSearchParams(query);
+      search.delete(inject.param);
+      search.append(inject.param, text);
+      params = search.toString();
+      const encoded = encodeURIComponent(text);
+      if (encoded !== text) needles.push(Buffer.from(encoded));
+    }
+
+    const outbound = (upstream.protocol === "https:" ? https : http).request({
+      protocol: upstream.protocol,
+      hostname: upstream.hostname.replace(/^\[|\]$/g, ""),
+      port: upstream.port || undefined,
+      method: req.method,
+      path: params === "" ? rest : `${rest}?${params}`,
+      headers,
+      agent: agents[upstream.protocol === "https:" ? "https:" : "http:"],
+      timeout: timeoutMs,
+    });
+    let failure: BrokerErrorCode = "upstream_unreachable";
+    outbound.on("timeout", () => {
+      failure = "upstream_timeout";
+      outbound.destroy();
+    });
+    outbound.on("error", () => sendError(res, failure));
+    res.on("close", () => {
+      if (!res.writableFinished) outbound.destroy();
+      // The raw value is zeroed by the handler; these are its encoded copies.
+      for (const needle of needles) needle.fill(0);
+    });
+    req.pipe(outbound);
+
+    outbound.on("response", (up) => {
+      const status = up.statusCode ?? 502;
+      const location = up.headers.location;
+      if (status >= 300 && status < 400 && location !== undefined) {
+        let target: URL | null = null;
+        try {
+          target = new URL(location, upstream);
+        } catch {
+          target = null;
+        }
+        if (target === null || !isHostAllowed(target, grant.allowedHosts)) {
+          up.resume();
+          sendError(res, "upstream_redirect_refused");
+          return;
+        }
+      }
+      const back = hopByHop(up.headers);
+      const out: OutgoingHttpHeaders = {};
+      for (const [name, v] of Object.entries(up.headers)) {
+        if (v === undefined || back.has(name)) continue;
+        out[name] = Array.isArray(v)
+          ? v.map((x) => redactHeaderValue(x, needles))
+          : redactHeaderValue(v, needles);
+      }
+      res.writeHead(status, out);
+      // Streaming clients (SSE) must see the status before the first event.
+      res.flushHeaders();
+      up.on("error", () => res.destroy());
+      pipeline(up, createRedactor(needles), res, () => {});
+    });
+  }
+
+  return Object.assign(handler, {
+    close(): void {
+      agents["http:"].destroy();
+      agents["https:"].destroy();
+    },
+  });
+}
