@@ -6,7 +6,14 @@
 import { createHash, createHmac, createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
-import { type AuditFields, concatBytes, type KeyholeErrorCode, u32, utf8 } from "./index.js";
+import {
+  type AuditEntryView,
+  type AuditFields,
+  concatBytes,
+  type KeyholeErrorCode,
+  u32,
+  utf8,
+} from "./index.js";
 
 // The shape of the vector files (byte strings are lower-case hex).
 
@@ -18,21 +25,8 @@ export interface WrapVector {
   wrap: string;
 }
 export interface AuditVector {
-  fields: {
-    seq: number;
-    ts: number;
-    request_id: string;
-    actor_type: "owner" | "agent" | "anonymous";
-    actor_id: string;
-    action: string;
-    result: string;
-    agent_id: string;
-    secret_id: string;
-    secret_version: number;
-    client_ip: string;
-    user_agent: string;
-    detail: string;
-  };
+  /** The hashed fields, in the JSON shape of an audit entry on the wire. */
+  fields: Omit<AuditEntryView, "hash">;
   canonical: string;
   leaf: string;
   entry_hash: string;
