@@ -9,9 +9,11 @@ import { isKeyholeError } from "@keyhole/core";
 import { type Command, usageError } from "./args.js";
 import { agentCommand } from "./commands/agent.js";
 import { auditCommand } from "./commands/audit.js";
+import { brokerCommand } from "./commands/broker.js";
 import { devCommand } from "./commands/dev.js";
 import { grantCommand } from "./commands/grant.js";
 import { initCommand } from "./commands/init.js";
+import { runCommand } from "./commands/run.js";
 import { secretCommand } from "./commands/secret.js";
 import { serverCommand } from "./commands/server.js";
 import { sanitize } from "./format.js";
@@ -35,6 +37,10 @@ Commands:
             | list [--agent A]
   audit     [--agent A] [--secret S] [--since 1h] [--limit N] [--follow] | verify
   dev       a local server, owner, demo secret and demo agent in one command
+  run       run an agent that never holds a credential:
+            --route openai [--token-file F] -- COMMAND [ARGS...]
+  broker    the secretless broker, long-lived:  --token-file F --route openai
+            [--listen 127.0.0.1:8201 | --socket PATH]
 
 Every command takes --help; every listing takes --json. Secret values are read from
 stdin or a muted prompt, never from the command line.
@@ -57,6 +63,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   grant: grantCommand,
   audit: auditCommand,
   dev: devCommand,
+  run: runCommand,
+  broker: brokerCommand,
 };
 
 /** One line for an error that is not a KeyholeError: its code or name, never its message. */

@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   config_error: 0,
   bad_passphrase: 0,
   usage: 0,
+  unsafe_environment: 0,
 } as const;
 
 /** Every code Keyhole can raise. */
@@ -110,4 +111,5 @@ const DEFAULT_MESSAGES: Record<KeyholeErrorCode, string> = {
   config_error: "Keyhole is not configured",
   bad_passphrase: "wrong passphrase or damaged key file",
   usage: "usage error",
+  unsafe_environment: "code could have been injected into this process",
 };

@@ -36,6 +36,16 @@ export interface SecretAnswer {
   readonly sig: Uint8Array;
 }
 
+/** What the owner signed about a secret, handed to `vault.use()` callbacks. Not secret. */
+export interface SecretInfo {
+  readonly name: string;
+  readonly version: number;
+  /** ms since the epoch; 0 means the grant does not expire. */
+  readonly notAfter: number;
+  /** The only hosts (`host` or `host:port`) the owner allows this value to be sent to. */
+  readonly allowedHosts: readonly string[];
+}
+
 /** A secret this agent may read, as `list()` returns it. */
 export interface GrantedSecret {
   readonly name: string;

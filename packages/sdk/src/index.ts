@@ -8,6 +8,6 @@
 
 export type { KeyholeErrorCode } from "@keyhole/core";
 export { isKeyholeError, KeyholeError } from "@keyhole/core";
-export type { GrantedSecret } from "./answer.js";
+export type { GrantedSecret, SecretInfo } from "./answer.js";
 export type { VaultOptions } from "./config.js";
 export { Vault } from "./vault.js";

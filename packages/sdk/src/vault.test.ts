@@ -97,6 +97,15 @@ describe("Vault happy path", () => {
     assert.equal(result, 7);
   });
 
+  test("use passes the owner-signed facts of the grant: version and allowed hosts", async () => {
+    const info = await vault().use("db.password", (_bytes, details) => details);
+    assert.deepEqual(
+      { ...info, allowedHosts: [...info.allowedHosts] },
+      { name: "db.password", version: 4, notAfter: 0, allowedHosts: ["api.example.com"] },
+    );
+    assert.ok(Object.isFrozen(info) && Object.isFrozen(info.allowedHosts));
+  });
+
   test("list returns the granted names and versions", async () => {
     const names = await vault().list();
     assert.deepEqual(

@@ -21,6 +21,7 @@ import {
   parseSecretAnswer,
   parseSecretList,
   type SecretAnswer,
+  type SecretInfo,
 } from "./answer.js";
 import {
   readEnv,
@@ -105,7 +106,7 @@ export class Vault {
    *   value that is not UTF-8 text), …
    */
   async get(name: string): Promise<string> {
-    const bytes = await this.#read(name);
+    const bytes = (await this.#read(name)).plaintext;
     try {
       return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     } catch {
@@ -122,16 +123,28 @@ export class Vault {
    * Fetches, verifies and decrypts a secret, passes its bytes to `fn`, and zeroes them when `fn`
    * settles, whether it resolves or throws. Returns what `fn` returns. Do not keep a reference to
    * the bytes: afterwards they are all zero.
+   *
+   * The second argument says what the owner signed for this grant: the version and the hosts the
+   * value may be sent to (a broker refuses any other destination).
    */
-  async use<T>(name: string, fn: (value: Uint8Array) => T | PromiseLike<T>): Promise<T> {
+  async use<T>(
+    name: string,
+    fn: (value: Uint8Array, info: SecretInfo) => T | PromiseLike<T>,
+  ): Promise<T> {
     if (typeof fn !== "function") {
       throw new KeyholeError("usage", "vault.use(name, fn) needs a callback");
     }
-    const bytes = await this.#read(name);
+    const { plaintext, answer } = await this.#read(name);
+    const info: SecretInfo = Object.freeze({
+      name: answer.name,
+      version: answer.version,
+      notAfter: answer.notAfter,
+      allowedHosts: Object.freeze([...answer.allowedHosts]),
+    });
     try {
-      return await fn(bytes);
+      return await fn(plaintext, info);
     } finally {
-      zeroize(bytes);
+      zeroize(plaintext);
     }
   }
 
@@ -165,7 +178,7 @@ export class Vault {
     return `Vault { addr: '${this.#config.addr}' }`;
   }
 
-  async #read(name: string): Promise<Uint8Array> {
+  async #read(name: string): Promise<{ plaintext: Uint8Array; answer: SecretAnswer }> {
     if (!isValidName(name)) throw new KeyholeError("usage", "invalid secret name");
     const session = await this.#loadSession();
     const now = Date.now();
@@ -200,7 +213,7 @@ export class Vault {
     if (cached === undefined && this.#config.cacheTtl > 0) {
       this.#cache.set(name, { answer, expiresAt: now + this.#config.cacheTtl });
     }
-    return plaintext;
+    return { plaintext, answer };
   }
 
   /** Pins ids and raises the version floor, once an answer has fully verified. */

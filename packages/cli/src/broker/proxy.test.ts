@@ -58,6 +58,7 @@ async function withBroker(
     inject?: Injection;
     allowedHosts?: string[];
     getSecret?: (route: Route) => Promise<SecretGrant>;
+    authorize?: () => boolean;
     timeoutMs?: number;
   } = {},
 ): Promise<void> {
@@ -78,6 +79,8 @@ async function withBroker(
   const state = { logs: [] as string[], grants: [] as Uint8Array[] };
   const handler = createBrokerHandler({
     routes: [route],
+    // Capabilities have their own tests (capability.test.ts); here every caller is authorised.
+    authorize: opts.authorize ?? (() => true),
     getSecret:
       opts.getSecret ??
       (async () => {
@@ -417,11 +420,36 @@ test("a failed secret fetch gets 502 secret_unavailable, without the error's tex
       const reply = await call(`${broker}/svc/x`);
       assert.equal(reply.status, 502);
       assert.equal(errorCode(reply), "secret_unavailable");
-      assert.ok(!reply.body.toString().includes("revoked"));
+      assert.ok(!reply.body.toString().includes("internal detail 7f3a"));
     },
     {
       getSecret: async () => {
-        throw new Error("agent revoked");
+        throw new Error("agent revoked: internal detail 7f3a");
+      },
+    },
+  );
+});
+
+test("a request the capability check refuses gets 401 bad_capability and no secret is fetched", async () => {
+  let fetched = 0;
+  await withBroker(
+    "http://127.0.0.1:9",
+    async (broker, state) => {
+      const reply = await call(`${broker}/svc/x`);
+      assert.equal(reply.status, 401);
+      assert.equal(errorCode(reply), "bad_capability");
+      assert.equal(fetched, 0);
+      await sleep(10);
+      assert.match(
+        state.logs[0] ?? "",
+        /route=svc method=GET host=127\.0\.0\.1:9 path=\/x status=401/,
+      );
+    },
+    {
+      authorize: () => false,
+      getSecret: async () => {
+        fetched++;
+        return { value: new Uint8Array(Buffer.from(SECRET)), allowedHosts: ["127.0.0.1"] };
       },
     },
   );
@@ -444,6 +472,7 @@ test("a plain-http upstream is refused unless the test-only flag allows loopback
   );
   const handler = createBrokerHandler({
     routes: [route],
+    authorize: () => true,
     getSecret: async () => ({ value: Buffer.from(SECRET), allowedHosts: ["127.0.0.1"] }),
     log: () => {},
   });

@@ -12,6 +12,7 @@ import http, {
 } from "node:http";
 import https from "node:https";
 import { pipeline } from "node:stream";
+import { CAPABILITY_HEADER } from "./capability.js";
 import { createRedactor, redactHeaderValue } from "./redact.js";
 import { isLoopbackHost, type Route, SECRET_PLACEHOLDER } from "./routes.js";
 
@@ -24,6 +25,11 @@ export interface SecretGrant {
 /** Options for {@link createBrokerHandler}. */
 export interface BrokerHandlerOptions {
   readonly routes: readonly Route[];
+  /**
+   * Whether this request may use this route (the per-run capability check). Called before any
+   * secret is fetched; `query` is the raw query string.
+   */
+  readonly authorize: (route: Route, req: IncomingMessage, query: string) => boolean;
   /** Fetches the secret for one call; the broker zeroes `value` when the call ends. */
   readonly getSecret: (route: Route) => Promise<SecretGrant>;
   /** Receives one line per call: route, method, host, path, status, duration. */
@@ -40,19 +46,27 @@ export type BrokerHandler = ((req: IncomingMessage, res: ServerResponse) => void
   close(): void;
 };
 
-/** Broker error codes, each with its HTTP status. */
+/** Broker error codes, each with its HTTP status and the one line a developer reads. */
 export const BROKER_ERRORS = {
-  not_found: 404,
-  forbidden: 403,
-  bad_request: 400,
-  secret_unavailable: 502,
-  upstream_unreachable: 502,
-  upstream_redirect_refused: 502,
-  upstream_timeout: 504,
+  not_found: [404, "no broker route matches this path"],
+  bad_capability: [401, "missing or invalid keyhole capability for this route"],
+  forbidden: [403, "the owner's grant does not allow this secret on this upstream host"],
+  secret_unavailable: [
+    502,
+    "the vault did not hand out the secret (not granted, revoked, or unreachable)",
+  ],
+  upstream_unreachable: [502, "the upstream did not answer"],
+  upstream_tls_failed: [502, "the upstream's TLS certificate did not verify"],
+  upstream_redirect_refused: [502, "the upstream redirected outside the allowed hosts"],
+  upstream_timeout: [504, "the upstream did not answer in time"],
 } as const;
 
 /** A code from {@link BROKER_ERRORS}. */
 export type BrokerErrorCode = keyof typeof BROKER_ERRORS;
+
+// Node's codes for certificate and handshake failures (e.g. DEPTH_ZERO_SELF_SIGNED_CERT,
+// ERR_TLS_CERT_ALTNAME_INVALID, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_…).
+const TLS_FAILURE = /CERT|SSL|TLS|SIGNATURE/;
 
 // RFC 9110 §7.6.1: connection-specific headers never cross a proxy.
 const HOP_BY_HOP = [
@@ -76,8 +90,9 @@ function sendError(res: ServerResponse, code: BrokerErrorCode): void {
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: { code } });
-  res.writeHead(BROKER_ERRORS[code], {
+  const [status, message] = BROKER_ERRORS[code];
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
     "cache-control": "no-store",
@@ -120,7 +135,8 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
   const timeoutMs = options.upstreamTimeoutMs ?? 120_000;
   const agents = {
     "http:": new http.Agent({ keepAlive: true }),
-    "https:": new https.Agent({ keepAlive: true }),
+    // Explicit, so NODE_TLS_REJECT_UNAUTHORIZED cannot turn verification off.
+    "https:": new https.Agent({ keepAlive: true, rejectUnauthorized: true }),
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -154,6 +170,10 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
       (options.allowPlainHttpLoopbackUpstream !== true || !isLoopbackHost(upstream.hostname))
     ) {
       sendError(res, "forbidden");
+      return;
+    }
+    if (!options.authorize(route, req, query)) {
+      sendError(res, "bad_capability");
       return;
     }
 
@@ -190,6 +210,7 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
     const needles: Uint8Array[] = [value];
     const drop = hopByHop(req.headers);
     for (const h of CLIENT_CREDENTIALS) drop.add(h);
+    drop.add(CAPABILITY_HEADER);
     drop.add("host");
     const headers: OutgoingHttpHeaders = {};
     let params = query;
@@ -232,7 +253,12 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
       failure = "upstream_timeout";
       outbound.destroy();
     });
-    outbound.on("error", () => sendError(res, failure));
+    outbound.on("error", (error) => {
+      const code = (error as { code?: unknown }).code;
+      if (failure === "upstream_unreachable" && typeof code === "string" && TLS_FAILURE.test(code))
+        failure = "upstream_tls_failed";
+      sendError(res, failure);
+    });
     res.on("close", () => {
       if (!res.writableFinished) outbound.destroy();
       // The raw value is zeroed by the handler; these are its encoded copies.

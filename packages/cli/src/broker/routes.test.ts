@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isKeyholeError } from "@keyhole/core";
 import { createRedactor, redactHeaderValue } from "./redact.js";
-import { PRESETS, parseRoute, parseRouteSpec, parseRoutesFile } from "./routes.js";
+import {
+  PRESETS,
+  parseRoute,
+  parseRouteSpec,
+  parseRoutesFile,
+  routeEnv,
+  secretEnvName,
+} from "./routes.js";
 
 function refused(fn: () => unknown, pattern?: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -117,13 +124,22 @@ test("presets set the variables each official SDK reads, and a secret can be ove
     name: "authorization",
     template: "Bearer {{secret}}",
   });
-  assert.deepEqual(openai.env, { OPENAI_BASE_URL: "{{broker}}/openai/v1" });
+  assert.deepEqual(openai.env, {
+    OPENAI_BASE_URL: "{{broker}}/openai/v1",
+    OPENAI_API_KEY: "{{capability}}",
+  });
   const anthropic = parseRouteSpec("anthropic,secret=work-claude");
   assert.equal(anthropic.secret, "work-claude");
   assert.deepEqual(anthropic.inject, { kind: "header", name: "x-api-key", template: "{{secret}}" });
-  assert.deepEqual(anthropic.env, { ANTHROPIC_BASE_URL: "{{broker}}/anthropic" });
+  assert.deepEqual(anthropic.env, {
+    ANTHROPIC_BASE_URL: "{{broker}}/anthropic",
+    ANTHROPIC_API_KEY: "{{capability}}",
+  });
   assert.equal(PRESETS.github?.upstream, "https://api.github.com");
-  assert.deepEqual(parseRouteSpec("github").env, { GITHUB_API_URL: "{{broker}}/github" });
+  assert.deepEqual(parseRouteSpec("github").env, {
+    GITHUB_API_URL: "{{broker}}/github",
+    GITHUB_TOKEN: "{{capability}}",
+  });
   refused(() => parseRouteSpec("nosuch"), /unknown preset/);
   refused(() => parseRouteSpec("openai,header=X: {{secret}}"), /unknown option/);
   refused(() => parseRouteSpec("toString"), /unknown preset/);
@@ -139,8 +155,21 @@ test("the generic NAME=https://host,secret=S,header='X: {{secret}}' form parses"
     upstream: "https://api.acme.test",
     secret: "acme-key",
     inject: { kind: "header", name: "x-key", template: "{{secret}}" },
-    env: {},
+    env: { ACME_BASE_URL: "{{broker}}/acme", ACME_API_KEY: "{{capability}}" },
   });
+  const named = parseRouteSpec(
+    "my-api=https://a.test,secret=k,basic,url-env=MY_URL,key-env=MY_KEY",
+  );
+  assert.deepEqual(named.env, { MY_URL: "{{broker}}/my-api", MY_KEY: "{{capability}}" });
+  assert.deepEqual(routeEnv(named, "http://127.0.0.1:9", "khc_x"), {
+    MY_URL: "http://127.0.0.1:9/my-api",
+    MY_KEY: "khc_x",
+  });
+  assert.equal(secretEnvName("openai-api-key"), "OPENAI_API_KEY");
+  assert.equal(secretEnvName("db.password"), "DB_PASSWORD");
+  refused(() => parseRouteSpec("m=https://m.test,secret=k,basic,key-env=KEYHOLE_TOKEN"), /env/);
+  refused(() => parseRouteSpec("m=https://m.test,secret=k,basic,url-env=X,key-env=X"), /differ/);
+  refused(() => parseRouteSpec("m=https://m.test,secret=k,basic,key-env=lower"), /env/);
   const comma = parseRouteSpec('acme=https://a.test,secret=k,header="X: a, {{secret}}"');
   assert.deepEqual(comma.inject, { kind: "header", name: "x", template: "a, {{secret}}" });
   assert.deepEqual(parseRouteSpec("m=https://m.test,secret=k,query=key").inject, {

@@ -24,7 +24,7 @@ export interface Route {
   readonly inject: Injection;
   /**
    * Environment variables `keyhole run` sets for the child; `{{broker}}` stands for the broker's
-   * base URL (`http://127.0.0.1:PORT`).
+   * base URL (`http://127.0.0.1:PORT`), `{{capability}}` for the per-run placeholder credential.
    */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -37,8 +37,9 @@ export interface RouteParseOptions {
 
 /** The placeholder in header templates. */
 export const SECRET_PLACEHOLDER = "{{secret}}";
-/** The placeholder in preset environment values. */
+/** The placeholders in route environment values. */
 export const BROKER_PLACEHOLDER = "{{broker}}";
+export const CAPABILITY_PLACEHOLDER = "{{capability}}";
 
 const NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -159,11 +160,13 @@ export function parseRoute(value: unknown, options: RouteParseOptions = {}): Rou
   };
 }
 
-/** Refuses two routes with the same name or overlapping prefixes (`/a` and `/a/b`). */
+/** Refuses two routes with the same name, overlapping prefixes (`/a` and `/a/b`) or a shared variable. */
 export function checkRouteSet(routes: readonly Route[]): void {
   for (const [i, a] of routes.entries())
     for (const b of routes.slice(i + 1)) {
       if (a.name === b.name) invalid(`duplicate name ${JSON.stringify(a.name)}`);
+      for (const name of Object.keys(a.env))
+        if (Object.hasOwn(b.env, name)) invalid(`two routes set ${name}`);
       if (
         a.prefix === b.prefix ||
         a.prefix.startsWith(`${b.prefix}/`) ||
@@ -199,7 +202,7 @@ export const PRESETS: Readonly<Record<string, Route>> = {
     upstream: "https://api.openai.com",
     secret: "openai-api-key",
     inject: { kind: "header", name: "authorization", template: "Bearer {{secret}}" },
-    env: { OPENAI_BASE_URL: "{{broker}}/openai/v1" },
+    env: { OPENAI_BASE_URL: "{{broker}}/openai/v1", OPENAI_API_KEY: "{{capability}}" },
   },
   anthropic: {
     name: "anthropic",
@@ -207,7 +210,7 @@ export const PRESETS: Readonly<Record<string, Route>> = {
     upstream: "https://api.anthropic.com",
     secret: "anthropic-api-key",
     inject: { kind: "header", name: "x-api-key", template: "{{secret}}" },
-    env: { ANTHROPIC_BASE_URL: "{{broker}}/anthropic" },
+    env: { ANTHROPIC_BASE_URL: "{{broker}}/anthropic", ANTHROPIC_API_KEY: "{{capability}}" },
   },
   github: {
     name: "github",
@@ -215,7 +218,7 @@ export const PRESETS: Readonly<Record<string, Route>> = {
     upstream: "https://api.github.com",
     secret: "github-token",
     inject: { kind: "header", name: "authorization", template: "Bearer {{secret}}" },
-    env: { GITHUB_API_URL: "{{broker}}/github" },
+    env: { GITHUB_API_URL: "{{broker}}/github", GITHUB_TOKEN: "{{capability}}" },
   },
 };
 
@@ -282,7 +285,33 @@ export function parseRouteSpec(spec: string, options: RouteParseOptions = {}): R
     inject = fields.basic === true ? { kind: "basic" } : { kind: "basic", user: fields.basic };
   }
   for (const key of Object.keys(fields))
-    if (!["secret", "header", "query", "basic"].includes(key)) invalid(`unknown option ${key}`);
+    if (!["secret", "header", "query", "basic", "url-env", "key-env"].includes(key))
+      invalid(`unknown option ${key}`);
   if (secret === undefined) invalid("secret= is required");
-  return parseRoute({ name, upstream: head.slice(eq + 1), secret, inject }, options);
+  const stem = name.toUpperCase().replaceAll("-", "_");
+  const urlEnv = fields["url-env"] ?? `${stem}_BASE_URL`;
+  const keyEnv = fields["key-env"] ?? `${stem}_API_KEY`;
+  if (urlEnv === true || keyEnv === true) invalid("url-env and key-env need a value");
+  if (urlEnv === keyEnv) invalid("url-env and key-env must differ");
+  const env = { [urlEnv]: `${BROKER_PLACEHOLDER}/${name}`, [keyEnv]: CAPABILITY_PLACEHOLDER };
+  return parseRoute({ name, upstream: head.slice(eq + 1), secret, inject, env }, options);
+}
+
+/** The environment variable that conventionally holds a secret: `openai-api-key` → `OPENAI_API_KEY`. */
+export function secretEnvName(secret: string): string {
+  return secret.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+}
+
+/** A route's variables for a child: placeholders replaced by the broker URL and capability. */
+export function routeEnv(
+  route: Route,
+  brokerUrl: string,
+  capability: string,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(route.env))
+    env[name] = value
+      .replaceAll(BROKER_PLACEHOLDER, brokerUrl)
+      .replaceAll(CAPABILITY_PLACEHOLDER, capability);
+  return env;
 }

@@ -1,0 +1,121 @@
+/**
+ * The broker's start-up check: it holds an agent token, so it refuses to run when anything
+ * could have loaded foreign code into its process or weakened its TLS. `NODE_OPTIONS=--require`
+ * is the Node twin of the `.pth` hook that harvested credentials in March 2026.
+ *
+ * The environment is read from `/proc/self/environ` as well as `process.env`: the former is what
+ * the kernel handed to the process at exec, which code that already ran cannot edit to hide
+ * itself. The check fails closed: only a short list of harmless Node flags is accepted.
+ */
+import { readFileSync } from "node:fs";
+import { KeyholeError } from "@keyhole/core";
+
+// Flags that change limits, warnings or certificate stores but cannot load code.
+const HARMLESS_NODE_FLAGS = new Set([
+  "--max-old-space-size",
+  "--max-semi-space-size",
+  "--stack-size",
+  "--no-warnings",
+  "--no-deprecation",
+  "--trace-warnings",
+  "--trace-deprecation",
+  "--enable-source-maps",
+  "--unhandled-rejections",
+  "--dns-result-order",
+  "--use-openssl-ca",
+  "--use-bundled-ca",
+  "--tls-min-v1.2",
+  "--tls-min-v1.3",
+]);
+
+// Variables that load a shared library into the process (Linux and macOS).
+const LIBRARY_INJECTION = [
+  "LD_PRELOAD",
+  "LD_AUDIT",
+  "LD_LIBRARY_PATH",
+  "DYLD_INSERT_LIBRARIES",
+  "DYLD_LIBRARY_PATH",
+];
+
+/** The environment the kernel gave this process at exec, or null where there is no /proc. */
+export function readInitialEnviron(path = "/proc/self/environ"): Record<string, string> | null {
+  let raw: string;
+  try {
+    raw = readFileSync(path, "latin1");
+  } catch {
+    return null;
+  }
+  const env: Record<string, string> = {};
+  for (const entry of raw.split("\0")) {
+    const eq = entry.indexOf("=");
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return env;
+}
+
+/** Splits NODE_OPTIONS as Node does: on spaces, with double quotes and backslash escapes. */
+export function splitNodeOptions(text: string): string[] {
+  const parts: string[] = [];
+  let current = "";
+  let inQuotes = false;
+  let started = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i] as string;
+    if (ch === "\\" && inQuotes && i + 1 < text.length) {
+      current += text[++i];
+    } else if (ch === '"') {
+      inQuotes = !inQuotes;
+      started = true;
+    } else if (ch === " " && !inQuotes) {
+      if (started) parts.push(current);
+      current = "";
+      started = false;
+    } else {
+      current += ch;
+      started = true;
+    }
+  }
+  if (started) parts.push(current);
+  return parts;
+}
+
+function unsafeFlags(flags: readonly string[]): string[] {
+  return flags.filter((flag) => !HARMLESS_NODE_FLAGS.has(flag.split("=", 1)[0] ?? ""));
+}
+
+/**
+ * Every reason the process is unsafe for a token holder, as short sentences naming the variable
+ * or flag (never its value: it may be a path the user considers private, or worse).
+ */
+export function injectionProblems(
+  environments: readonly Readonly<Record<string, string | undefined>>[],
+  execArgv: readonly string[],
+): string[] {
+  const problems = new Set<string>();
+  for (const env of environments) {
+    const nodeOptions = env.NODE_OPTIONS;
+    if (nodeOptions !== undefined && unsafeFlags(splitNodeOptions(nodeOptions)).length > 0)
+      problems.add("NODE_OPTIONS holds flags that can load code or open a debugger");
+    for (const name of LIBRARY_INJECTION)
+      if (env[name] !== undefined && env[name] !== "")
+        problems.add(`${name} is set (it loads libraries into the process)`);
+    if (env.NODE_TLS_REJECT_UNAUTHORIZED === "0")
+      problems.add("NODE_TLS_REJECT_UNAUTHORIZED=0 turns off TLS verification");
+  }
+  if (unsafeFlags(execArgv).length > 0)
+    problems.add("node was started with flags that can load code or open a debugger");
+  return [...problems];
+}
+
+/** Throws `unsafe_environment` when this process may have been injected with code. */
+export function assertNoCodeInjection(): void {
+  const initial = readInitialEnviron();
+  const environments = initial === null ? [process.env] : [initial, process.env];
+  const problems = injectionProblems(environments, process.execArgv);
+  if (problems.length > 0)
+    throw new KeyholeError(
+      "unsafe_environment",
+      `refusing to hold an agent token: ${problems.join("; ")}. Start the broker without them ` +
+        "(keyhole run does this for the broker it starts).",
+    );
+}
