@@ -4,7 +4,7 @@
  * owner allowed, and streams the answer back. Agents get a base URL and a capability, never the
  * token or the secret. `keyhole run` starts one of these per run with `--parent-pipe`.
  */
-import { createWriteStream, writeFileSync } from "node:fs";
+import { chmodSync, createWriteStream, existsSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { KeyholeError } from "@keyhole/core";
 import { Vault } from "@keyhole/sdk";
@@ -26,7 +26,7 @@ import { type Io, note } from "../io.js";
 const USAGE = `Usage: keyhole broker [--token-file FILE] [--addr URL]
                       [--listen 127.0.0.1:8201 | --socket PATH]
                       [--route SPEC]... [--routes FILE] [--cache-ttl DUR]
-                      [--env-file FILE] [--log FILE]
+                      [--agent-env FILE] [--log FILE]
 
 Run the secretless broker until Ctrl-C. It holds the agent token (read from a file, never
 from the command line), fetches each secret from the vault when a call needs it, and sends
@@ -40,7 +40,7 @@ Options:
   --listen ADDR      loopback address and port to listen on (default 127.0.0.1:8201;
                      port 0 picks a free one)
   --socket PATH      listen on a Unix socket (mode 0600) instead
-${ROUTE_HELP}  --env-file FILE    write the agents' environment there (mode 0600), not to stdout
+${ROUTE_HELP}  --agent-env FILE   write the agents' environment there (mode 0600), not to stdout
   --log FILE         append the call log there (default stderr): route, method, host,
                      path, status, duration; never headers or bodies
   --parent-pipe      used by keyhole run: report on stdout as JSON, stop when stdin closes
@@ -94,7 +94,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     addr: { type: "string" },
     listen: { type: "string" },
     socket: { type: "string" },
-    "env-file": { type: "string" },
+    "agent-env": { type: "string" },
     log: { type: "string" },
     "parent-pipe": { type: "boolean" },
   });
@@ -138,11 +138,14 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   });
   const env = agentEnvironment(routes, service.url, book);
   const lines = Object.entries(env).map(([name, value]) => `${name}=${value}\n`);
-  const envFile = stringOption(args, "env-file");
+  const envFile = stringOption(args, "agent-env");
   if (parentPipe) io.stdout.write(`${JSON.stringify({ url: service.url, env })}\n`);
-  else if (envFile !== undefined)
-    writeFileSync(resolve(io.cwd, envFile), lines.join(""), { mode: 0o600 });
-  else io.stdout.write(lines.join(""));
+  else if (envFile !== undefined) {
+    const path = resolve(io.cwd, envFile);
+    // The mode option applies only to a new file; an existing one is tightened first.
+    if (existsSync(path)) chmodSync(path, 0o600);
+    writeFileSync(path, lines.join(""), { mode: 0o600 });
+  } else io.stdout.write(lines.join(""));
   if (!parentPipe) {
     const where = listen.kind === "socket" ? ` (socket ${listen.path})` : "";
     const names = routes.map((r) => r.name).join(", ");
