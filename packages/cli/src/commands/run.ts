@@ -17,6 +17,7 @@ import {
 } from "../args.js";
 import { startBrokerProcess } from "../broker/broker-process.js";
 import { buildChildEnv } from "../broker/child-env.js";
+import { injectionProblems, readInitialEnviron } from "../broker/guard.js";
 import { collectRoutes, ROUTE_HELP, ROUTE_OPTIONS, routeSpecs } from "../broker/route-options.js";
 import { type Io, note } from "../io.js";
 
@@ -68,6 +69,21 @@ function brokerArgs(io: Io, argv: ParsedArgs): string[] {
   if (ttl !== undefined) out.push("--cache-ttl", ttl);
   if (flag(argv, "allow-plain-http-upstream")) out.push("--allow-plain-http-upstream");
   return out;
+}
+
+/**
+ * `keyhole run` holds no token, so code loaded into it finds only the token file's path; the
+ * broker, which holds the token, starts without it. The user should still hear about it: the same
+ * hook runs in the agent, and in every other Node program of this shell.
+ */
+function warnIfInjected(io: Io): void {
+  const problems = injectionProblems([readInitialEnviron() ?? {}, io.env], process.execArgv);
+  if (problems.length > 0)
+    note(
+      io,
+      `keyhole: warning: ${problems.join("; ")}; it runs in keyhole run and your command, ` +
+        "not in the broker (started without it)",
+    );
 }
 
 /** Waits for the child; passes signals on meanwhile. */
@@ -129,6 +145,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     routeVars: {},
   });
 
+  warnIfInjected(io);
   const broker = await startBrokerProcess(brokerArgs(io, args), io.env, io.cwd);
   const onBrokerExit = (code: number | null) =>
     note(io, `keyhole: the broker stopped (exit ${code ?? "signal"}); calls through it will fail`);
