@@ -33,7 +33,14 @@ test("code-loading and debugger flags in NODE_OPTIONS are refused, harmless ones
 });
 
 test("exec arguments, preloaded libraries and disabled TLS verification are refused", () => {
-  assert.equal(injectionProblems([{}], ["--require", "h.cjs"]).length, 1);
+  assert.deepEqual(injectionProblems([{}], ["--require", "/tmp/h.cjs"]), [
+    "node was started with --require a value (execArgv)",
+  ]);
+  assert.deepEqual(injectionProblems([{ NODE_OPTIONS: "-r=/x --inspect=9229 -r /y" }], []), [
+    "NODE_OPTIONS holds -r --inspect a value (code loading or debugging)",
+  ]);
+  for (const name of ["OPENSSL_CONF", "OPENSSL_MODULES", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"])
+    assert.match(injectionProblems([{ [name]: "/tmp/x" }], [])[0] ?? "", new RegExp(name));
   assert.equal(injectionProblems([{}], ["--inspect"]).length, 1);
   assert.deepEqual(injectionProblems([{}], ["--no-warnings"]), []);
   assert.match(injectionProblems([{ LD_PRELOAD: "/tmp/evil.so" }], [])[0] ?? "", /LD_PRELOAD/);

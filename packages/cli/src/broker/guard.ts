@@ -4,8 +4,12 @@
  * is the Node twin of the `.pth` hook that harvested credentials in March 2026.
  *
  * The environment is read from `/proc/self/environ` as well as `process.env`: the former is what
- * the kernel handed to the process at exec, which code that already ran cannot edit to hide
- * itself. The check fails closed: only a short list of harmless Node flags is accepted.
+ * the kernel handed to the process at exec, so a hook that merely deletes `process.env.NODE_OPTIONS`
+ * is still seen. Only a short list of harmless Node flags is accepted.
+ *
+ * This is detection, not a sandbox: code that already runs in this process and targets Keyhole
+ * can patch `fs` to hide from it. What prevents injection is starting the broker with an
+ * environment built from scratch, as `keyhole run` does (or `env -i`, or a systemd unit).
  */
 import { readFileSync } from "node:fs";
 import { KeyholeError } from "@keyhole/core";
@@ -28,13 +32,20 @@ const HARMLESS_NODE_FLAGS = new Set([
   "--tls-min-v1.3",
 ]);
 
-// Variables that load a shared library into the process (Linux and macOS).
-const LIBRARY_INJECTION = [
+// Variables that load code into the process (shared libraries, OpenSSL providers and engines)
+// or change which certificate authorities the broker trusts with a credential.
+const UNSAFE_VARIABLES = [
   "LD_PRELOAD",
   "LD_AUDIT",
   "LD_LIBRARY_PATH",
   "DYLD_INSERT_LIBRARIES",
   "DYLD_LIBRARY_PATH",
+  "OPENSSL_CONF",
+  "OPENSSL_MODULES",
+  "OPENSSL_ENGINES",
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
 ];
 
 /** The environment the kernel gave this process at exec, or null where there is no /proc. */
@@ -79,8 +90,10 @@ export function splitNodeOptions(text: string): string[] {
   return parts;
 }
 
-function unsafeFlags(flags: readonly string[]): string[] {
-  return flags.filter((flag) => !HARMLESS_NODE_FLAGS.has(flag.split("=", 1)[0] ?? ""));
+/** The unsafe arguments: any not on the list; named by the flag alone, never by its value. */
+function unsafeFlags(args: readonly string[]): string[] {
+  const unsafe = args.filter((arg) => !HARMLESS_NODE_FLAGS.has(arg.split("=", 1)[0] ?? ""));
+  return unsafe.map((arg) => (arg.startsWith("-") ? (arg.split("=", 1)[0] ?? arg) : "a value"));
 }
 
 /**
@@ -94,16 +107,20 @@ export function injectionProblems(
   const problems = new Set<string>();
   for (const env of environments) {
     const nodeOptions = env.NODE_OPTIONS;
-    if (nodeOptions !== undefined && unsafeFlags(splitNodeOptions(nodeOptions)).length > 0)
-      problems.add("NODE_OPTIONS holds flags that can load code or open a debugger");
-    for (const name of LIBRARY_INJECTION)
+    const unsafeOptions = unsafeFlags(splitNodeOptions(nodeOptions ?? ""));
+    if (unsafeOptions.length > 0)
+      problems.add(
+        `NODE_OPTIONS holds ${[...new Set(unsafeOptions)].join(" ")} (code loading or debugging)`,
+      );
+    for (const name of UNSAFE_VARIABLES)
       if (env[name] !== undefined && env[name] !== "")
-        problems.add(`${name} is set (it loads libraries into the process)`);
+        problems.add(`${name} is set (it loads code or changes trusted certificates)`);
     if (env.NODE_TLS_REJECT_UNAUTHORIZED === "0")
       problems.add("NODE_TLS_REJECT_UNAUTHORIZED=0 turns off TLS verification");
   }
-  if (unsafeFlags(execArgv).length > 0)
-    problems.add("node was started with flags that can load code or open a debugger");
+  const unsafeArgs = unsafeFlags(execArgv);
+  if (unsafeArgs.length > 0)
+    problems.add(`node was started with ${[...new Set(unsafeArgs)].join(" ")} (execArgv)`);
   return [...problems];
 }
 

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import http, { type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import net from "node:net";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createBrokerHandler, type SecretGrant } from "./proxy.js";
@@ -168,6 +169,83 @@ test("query-parameter injection replaces a client-sent parameter of the same nam
   }
 });
 
+test("a query-injected value is redacted in the encoded form it was sent in, when echoed", async () => {
+  const value = "sk ~!'()tilde";
+  const up = await listen((req, res) => res.end(`you sent ${req.url}`));
+  try {
+    await withBroker(
+      up.origin,
+      async (broker) => {
+        const reply = await call(`${broker}/svc/echo?q=1`);
+        const body = reply.body.toString();
+        assert.equal(reply.status, 200);
+        assert.match(body, /key=\*+/);
+        for (const form of [value, encodeURIComponent(value), "sk+%7E%21%27%28%29tilde"])
+          assert.ok(!body.includes(form), form);
+      },
+      {
+        inject: { kind: "query", param: "key" },
+        getSecret: async () => ({
+          value: new Uint8Array(Buffer.from(value)),
+          allowedHosts: ["127.0.0.1"],
+        }),
+      },
+    );
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a value holding $ patterns is injected literally", async () => {
+  const value = "sk-AAAA$`$&$'BBBB";
+  const seen: (string | undefined)[] = [];
+  const up = await listen((req, res) => {
+    seen.push(req.headers.authorization);
+    res.end("ok");
+  });
+  try {
+    await withBroker(up.origin, async (broker) => void (await call(`${broker}/svc/x`)), {
+      getSecret: async () => ({
+        value: new Uint8Array(Buffer.from(value)),
+        allowedHosts: ["127.0.0.1"],
+      }),
+    });
+    assert.deepEqual(seen, [`Bearer ${value}`]);
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a compressed answer or an impossible status is refused, not passed on; the broker stays up", async () => {
+  const raw = await new Promise<{ server: net.Server; origin: string }>((resolve) => {
+    const server = net.createServer((socket) => {
+      socket.once("data", (request) => {
+        const path = request.toString().split(" ")[1];
+        socket.end(
+          path === "/x/gzip"
+            ? "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\n\r\nabcd"
+            : "HTTP/1.1 000 Weird\r\ncontent-length: 0\r\n\r\n",
+        );
+      });
+    });
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({ server, origin: `http://127.0.0.1:${port}` });
+    });
+  });
+  try {
+    await withBroker(raw.origin, async (broker) => {
+      for (const path of ["/svc/x/gzip", "/svc/x/status", "/svc/x/gzip"]) {
+        const reply = await call(`${broker}${path}`);
+        assert.equal(reply.status, 502, path);
+        assert.equal(errorCode(reply), "upstream_bad_response", path);
+      }
+    });
+  } finally {
+    await new Promise((resolve) => raw.server.close(resolve));
+  }
+});
+
 test("basic injection sends user:secret, and the secret alone as user when none is set", async () => {
   const auths: (string | undefined)[] = [];
   const up = await listen((req, res) => {
@@ -193,6 +271,36 @@ test("basic injection sends user:secret, and the secret alone as user when none 
       `Basic ${Buffer.from(`bot:${SECRET}`).toString("base64")}`,
       `Basic ${Buffer.from(`${SECRET}:`).toString("base64")}`,
     ]);
+  } finally {
+    await close(up.server);
+  }
+});
+
+test("a value that cannot go into a header gets 502 secret_not_injectable; the broker stays up", async () => {
+  let hits = 0;
+  const up = await listen((_req, res) => {
+    hits++;
+    res.end("ok");
+  });
+  const values = ["line one\nline two", SECRET];
+  try {
+    await withBroker(
+      up.origin,
+      async (broker) => {
+        const bad = await call(`${broker}/svc/x`);
+        assert.equal(bad.status, 502);
+        assert.equal(errorCode(bad), "secret_not_injectable");
+        assert.ok(!bad.body.toString().includes("line one"));
+        assert.equal((await call(`${broker}/svc/x`)).status, 200);
+      },
+      {
+        getSecret: async () => ({
+          value: new Uint8Array(Buffer.from(values.shift() ?? "")),
+          allowedHosts: ["127.0.0.1"],
+        }),
+      },
+    );
+    assert.equal(hits, 1);
   } finally {
     await close(up.server);
   }

@@ -55,10 +55,16 @@ export const BROKER_ERRORS = {
     502,
     "the vault did not hand out the secret (not granted, revoked, or unreachable)",
   ],
+  secret_not_injectable: [
+    502,
+    "the secret's value cannot be put on this request (control characters in a header?)",
+  ],
   upstream_unreachable: [502, "the upstream did not answer"],
+  upstream_bad_response: [502, "the upstream's answer cannot be passed on (status, or encoding)"],
   upstream_tls_failed: [502, "the upstream's TLS certificate did not verify"],
   upstream_redirect_refused: [502, "the upstream redirected outside the allowed hosts"],
   upstream_timeout: [504, "the upstream did not answer in time"],
+  broker_failed: [500, "the broker failed on this request"],
 } as const;
 
 /** A code from {@link BROKER_ERRORS}. */
@@ -140,6 +146,15 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      handle(req, res);
+    } catch {
+      // Last resort: one bad request must never take the broker down for every agent.
+      sendError(res, "broker_failed");
+    }
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const started = process.hrtime.bigint();
     const rawUrl = req.url ?? "";
     const q = rawUrl.indexOf("?");
@@ -189,7 +204,13 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
           sendError(res, "forbidden");
           return;
         }
-        forward(req, res, route, upstream, rest, query, grant);
+        try {
+          forward(req, res, route, upstream, rest, query, grant);
+        } catch {
+          // Node refuses header values with control characters (a value stored with a trailing
+          // newline, say). Answer instead of letting the rejection take the broker down.
+          sendError(res, "secret_not_injectable");
+        }
       },
       () => sendError(res, "secret_unavailable"),
     );
@@ -222,7 +243,8 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
     // The redactor cannot see inside compressed bodies.
     headers["accept-encoding"] = "identity";
     if (inject.kind === "header") {
-      headers[inject.name] = inject.template.replace(SECRET_PLACEHOLDER, text);
+      // A function, so `$&`-style patterns in the value are not interpreted.
+      headers[inject.name] = inject.template.replace(SECRET_PLACEHOLDER, () => text);
     } else if (inject.kind === "basic") {
       // RFC 7617 §2; with no user the secret is the user-id and the password is empty.
       const pair = inject.user === undefined ? `${text}:` : `${inject.user}:${text}`;
@@ -234,8 +256,11 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
       search.delete(inject.param);
       search.append(inject.param, text);
       params = search.toString();
-      const encoded = encodeURIComponent(text);
-      if (encoded !== text) needles.push(Buffer.from(encoded));
+      // The form actually sent (form encoding: space as +) and the percent-encoded form an
+      // upstream may echo back after decoding; both are redacted.
+      const sent = new URLSearchParams([[inject.param, text]]).toString();
+      for (const form of new Set([sent.slice(inject.param.length + 1), encodeURIComponent(text)]))
+        if (form !== text) needles.push(Buffer.from(form));
     }
 
     const outbound = (upstream.protocol === "https:" ? https : http).request({
@@ -267,7 +292,19 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
     req.pipe(outbound);
 
     outbound.on("response", (up) => {
-      const status = up.statusCode ?? 502;
+      const status = up.statusCode ?? 0;
+      // Only a body the redactor can read passes: we asked for identity, so anything else is
+      // refused rather than streamed unredacted. A status Node cannot write is refused too.
+      const encoding = up.headers["content-encoding"];
+      if (
+        status < 200 ||
+        status > 599 ||
+        (encoding !== undefined && encoding.trim().toLowerCase() !== "identity")
+      ) {
+        up.resume();
+        sendError(res, "upstream_bad_response");
+        return;
+      }
       const location = up.headers.location;
       if (status >= 300 && status < 400 && location !== undefined) {
         let target: URL | null = null;
@@ -290,7 +327,14 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
           ? v.map((x) => redactHeaderValue(x, needles))
           : redactHeaderValue(v, needles);
       }
-      res.writeHead(status, out);
+      try {
+        res.writeHead(status, out);
+      } catch {
+        // A header value Node will not write (it validates what it forwards).
+        up.resume();
+        sendError(res, "upstream_bad_response");
+        return;
+      }
       // Streaming clients (SSE) must see the status before the first event.
       res.flushHeaders();
       up.on("error", () => res.destroy());
