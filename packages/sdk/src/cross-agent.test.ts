@@ -186,7 +186,7 @@ describe("cross-agent isolation (SECURITY-TESTS #3)", () => {
                   recipientFingerprint,
                   pinnedVaultId: undefined,
                   pinnedAgentId: undefined,
-                  highestVersion: () => undefined,
+                  floor: () => undefined,
                   now: Date.now(),
                 }).then(
                   (bytes) => new TextDecoder().decode(bytes),

@@ -129,6 +129,34 @@ describe("malicious server (SECURITY-TESTS #8)", () => {
     assert.equal(await vault.get("alpha"), "alpha-v2", "the current version still opens");
   });
 
+  test("an earlier grant of the same version after a later one is rollback_detected", async () => {
+    // The owner narrowed the hosts by re-granting version 2; the server replays the wider grant.
+    const wide = await makeSecretVersion(owner, {
+      name: "alpha",
+      secretId: alpha2.secretId,
+      version: 2,
+      value: "alpha-v2",
+      recipients: [a],
+      issuedAt: Date.now() - 60_000,
+      allowedHosts: ["api.example.com", "evil.example"],
+    });
+    const narrow = await makeSecretVersion(owner, {
+      name: "alpha",
+      secretId: alpha2.secretId,
+      version: 2,
+      value: "alpha-v2",
+      recipients: [a],
+      issuedAt: Date.now() - 1_000,
+      allowedHosts: ["api.example.com"],
+    });
+    const vault = vaultA();
+    serve(answerFor(narrow, a), answerFor(wide, a), answerFor(narrow, a));
+    const hosts = await vault.use("alpha", (_bytes, info) => [...info.allowedHosts]);
+    assert.deepEqual(hosts, ["api.example.com"]);
+    await refused(vault, "alpha", "rollback_detected", /earlier grant/);
+    assert.equal(await vault.get("alpha"), "alpha-v2", "the later grant still opens");
+  });
+
   test("the same version again is not a rollback", async () => {
     const vault = vaultA();
     serve(answerFor(alpha1, a));

@@ -25,7 +25,7 @@ test("a grant opens one millisecond before not_after and is grant_expired exactl
     recipientFingerprint: await fingerprint(agent.publicKey),
     pinnedVaultId: undefined,
     pinnedAgentId: undefined,
-    highestVersion: () => undefined,
+    floor: () => undefined,
   };
   const value = await openSecretAnswer(answer, { ...context, now: notAfter - 1 });
   assert.equal(new TextDecoder().decode(value), "boundary");

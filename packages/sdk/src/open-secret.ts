@@ -7,7 +7,9 @@
  *   3. vault id and agent id equal those pinned earlier                    → untrusted_server
  *   4. the owner's grant signature covers exactly this answer, our own key
  *      and the name asked                                                  → untrusted_server
- *   5. the version is not lower than the highest seen for this secret     → rollback_detected
+ *   5. the (version, issued_at) pair is not older than the newest seen for
+ *      this secret: a re-grant of the same version (hosts narrowed, expiry
+ *      shortened) must not be undone by replaying the earlier grant       → rollback_detected
  *   6. `not_after` (when non-zero) has not passed                         → grant_expired
  *   7. HPKE-open the DEK, AES-GCM-open the value, zero the DEK
  *
@@ -28,6 +30,20 @@ import {
 import type { SecretAnswer } from "./answer.js";
 import { untrustedServer } from "./errors.js";
 
+/** The newest grant of a secret an agent has verified: its version, then its signing time. */
+export interface GrantFloor {
+  readonly version: number;
+  readonly issuedAt: number;
+}
+
+/** True when `grant` is older than `floor`: a lower version, or the same one signed earlier. */
+export function isOlderGrant(grant: GrantFloor, floor: GrantFloor): boolean {
+  return (
+    grant.version < floor.version ||
+    (grant.version === floor.version && grant.issuedAt < floor.issuedAt)
+  );
+}
+
 /** What the agent knows before it looks at an answer. */
 export interface OpenContext {
   /** The name the caller asked for. */
@@ -41,8 +57,8 @@ export interface OpenContext {
   /** Vault id and agent id seen in earlier verified answers, if any. */
   readonly pinnedVaultId: string | undefined;
   readonly pinnedAgentId: string | undefined;
-  /** Highest version verified so far for this secret id, if any. */
-  readonly highestVersion: (secretId: string) => number | undefined;
+  /** The newest grant verified so far for this secret id, if any. */
+  readonly floor: (secretId: string) => GrantFloor | undefined;
   /** Now, in ms since the epoch. */
   readonly now: number;
 }
@@ -83,11 +99,13 @@ export async function openSecretAnswer(
     answer.sig,
   );
   if (!signed) throw untrustedServer("the owner's grant signature does not verify");
-  const highest = context.highestVersion(answer.secretId);
-  if (highest !== undefined && answer.version < highest) {
+  const floor = context.floor(answer.secretId);
+  if (floor !== undefined && isOlderGrant(answer, floor)) {
     throw new KeyholeError(
       "rollback_detected",
-      `the server served version ${answer.version} after version ${highest} of this secret`,
+      answer.version < floor.version
+        ? `the server served version ${answer.version} after version ${floor.version} of this secret`
+        : "the server served an earlier grant of this version than one already seen",
     );
   }
   // Exclusive, as on the server: at now == not_after the grant has expired.

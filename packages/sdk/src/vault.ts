@@ -32,7 +32,7 @@ import {
 } from "./config.js";
 import { createFetchTransport, getJson, type Transport } from "./http.js";
 import type * as NodeParts from "./node.js";
-import { openSecretAnswer } from "./open-secret.js";
+import { type GrantFloor, isOlderGrant, openSecretAnswer } from "./open-secret.js";
 
 /** What the token gives, derived on first use; the seed itself is destroyed at once. */
 interface Session {
@@ -81,7 +81,7 @@ export class Vault {
   #transport: Promise<Transport> | undefined;
   #vaultId: string | undefined;
   #agentId: string | undefined;
-  readonly #highestVersion = new Map<string, number>();
+  readonly #floor = new Map<string, GrantFloor>();
   readonly #cache = new Map<string, CachedAnswer>();
   #closed = false;
 
@@ -197,7 +197,7 @@ export class Vault {
         recipientFingerprint: session.recipientFingerprint,
         pinnedVaultId: this.#vaultId,
         pinnedAgentId: this.#agentId,
-        highestVersion: (secretId) => this.#highestVersion.get(secretId),
+        floor: (secretId) => this.#floor.get(secretId),
         now,
       });
     } catch (error) {
@@ -216,7 +216,7 @@ export class Vault {
     return { plaintext, answer };
   }
 
-  /** Pins ids and raises the version floor, once an answer has fully verified. */
+  /** Pins ids and raises the grant floor, once an answer has fully verified. */
   #remember(answer: SecretAnswer): void {
     // Re-checked here: two first calls in flight could each have seen no pin.
     if (
@@ -227,15 +227,16 @@ export class Vault {
     }
     this.#vaultId = answer.vaultId;
     this.#agentId = answer.agentId;
-    const highest = this.#highestVersion.get(answer.secretId) ?? 0;
-    if (answer.version > highest) this.#highestVersion.set(answer.secretId, answer.version);
+    const floor = this.#floor.get(answer.secretId);
+    if (floor === undefined || isOlderGrant(floor, answer))
+      this.#floor.set(answer.secretId, { version: answer.version, issuedAt: answer.issuedAt });
   }
 
   #cachedAnswer(name: string, now: number): SecretAnswer | undefined {
     const entry = this.#cache.get(name);
     if (entry === undefined) return undefined;
-    const floor = this.#highestVersion.get(entry.answer.secretId) ?? 0;
-    if (now >= entry.expiresAt || entry.answer.version < floor) {
+    const floor = this.#floor.get(entry.answer.secretId);
+    if (now >= entry.expiresAt || (floor !== undefined && isOlderGrant(entry.answer, floor))) {
       this.#cache.delete(name);
       return undefined;
     }
