@@ -3,9 +3,9 @@
  * proxy handler behind it, and the capability check in front of it. Closing it revokes every
  * capability first, so a request racing the shutdown is refused rather than served.
  */
-import { chmodSync, lstatSync, unlinkSync } from "node:fs";
+import { lstatSync, unlinkSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { KeyholeError } from "@keyhole/core";
 import { type CapabilityBook, presentedCapabilities } from "./capability.js";
 import { createBrokerHandler } from "./proxy.js";
@@ -47,8 +47,8 @@ export function parseListen(text: string): BrokerListen {
   return { kind: "tcp", host: host.replace(/^\[|\]$/g, ""), port };
 }
 
-// A stale socket from a crashed broker is replaced; any other file is left alone.
-function clearStaleSocket(path: string): void {
+// A stale socket from a crashed broker is replaced; a live one, or any other file, is left alone.
+async function clearStaleSocket(path: string): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
@@ -56,6 +56,15 @@ function clearStaleSocket(path: string): void {
     return;
   }
   if (!isSocket) throw new KeyholeError("config_error", `${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new KeyholeError("config_error", `another process is listening on ${path}`);
   unlinkSync(path);
 }
 
@@ -77,19 +86,23 @@ export async function startBrokerService(options: BrokerServiceOptions): Promise
   });
   const server = http.createServer(handler);
   const listen = options.listen;
-  if (listen.kind === "socket") clearStaleSocket(listen.path);
+  if (listen.kind === "socket") await clearStaleSocket(listen.path);
+  // The socket is created 0600 (umask), not chmod-ed after a window in which anyone could connect.
+  const umask = listen.kind === "socket" ? process.umask(0o177) : undefined;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     if (listen.kind === "socket") server.listen(listen.path, resolve);
     else server.listen(listen.port, listen.host, resolve);
-  }).catch((error: unknown) => {
-    handler.close();
-    const code = (error as { code?: unknown }).code;
-    if (code === "EADDRINUSE") throw new KeyholeError("config_error", "the address is in use");
-    throw error;
-  });
-  // Capabilities guard every request; the mode keeps other users from even connecting.
-  if (listen.kind === "socket") chmodSync(listen.path, 0o600);
+  })
+    .finally(() => {
+      if (umask !== undefined) process.umask(umask);
+    })
+    .catch((error: unknown) => {
+      handler.close();
+      const code = (error as { code?: unknown }).code;
+      if (code === "EADDRINUSE") throw new KeyholeError("config_error", "the address is in use");
+      throw error;
+    });
   const url =
     listen.kind === "socket"
       ? "http://localhost"

@@ -4,11 +4,12 @@
  * owner allowed, and streams the answer back. Agents get a base URL and a capability, never the
  * token or the secret. `keyhole run` starts one of these per run with `--parent-pipe`.
  */
-import { chmodSync, createWriteStream, existsSync, writeFileSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { resolve } from "node:path";
 import { KeyholeError } from "@keyhole/core";
 import { Vault } from "@keyhole/sdk";
 import { type Command, parseOrHelp, stringOption, usageError } from "../args.js";
+import { formatAgentEnv, writeAgentEnvFile } from "../broker/agent-env-file.js";
 import { CapabilityBook } from "../broker/capability.js";
 import { assertNoCodeInjection } from "../broker/guard.js";
 import {
@@ -137,15 +138,10 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     allowPlainHttpLoopbackUpstream: plainHttpAllowed(io, args),
   });
   const env = agentEnvironment(routes, service.url, book);
-  const lines = Object.entries(env).map(([name, value]) => `${name}=${value}\n`);
   const envFile = stringOption(args, "agent-env");
   if (parentPipe) io.stdout.write(`${JSON.stringify({ url: service.url, env })}\n`);
-  else if (envFile !== undefined) {
-    const path = resolve(io.cwd, envFile);
-    // The mode option applies only to a new file; an existing one is tightened first.
-    if (existsSync(path)) chmodSync(path, 0o600);
-    writeFileSync(path, lines.join(""), { mode: 0o600 });
-  } else io.stdout.write(lines.join(""));
+  else if (envFile !== undefined) writeAgentEnvFile(resolve(io.cwd, envFile), env);
+  else io.stdout.write(formatAgentEnv(env));
   if (!parentPipe) {
     const where = listen.kind === "socket" ? ` (socket ${listen.path})` : "";
     const names = routes.map((r) => r.name).join(", ");

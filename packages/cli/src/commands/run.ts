@@ -15,6 +15,7 @@ import {
   stringOption,
   usageError,
 } from "../args.js";
+import { readAgentEnvFile } from "../broker/agent-env-file.js";
 import { startBrokerProcess } from "../broker/broker-process.js";
 import { buildChildEnv } from "../broker/child-env.js";
 import { injectionProblems, readInitialEnviron } from "../broker/guard.js";
@@ -24,6 +25,7 @@ import { type Io, note } from "../io.js";
 const USAGE = `Usage: keyhole run [--route SPEC]... [--routes FILE] [--token-file FILE] [--addr URL]
                    [--inherit-env] [--env NAME[=VALUE]]... [--cache-ttl DUR] [--log FILE]
                    -- COMMAND [ARGS...]
+       keyhole run --attach FILE [--inherit-env] [--env NAME[=VALUE]]... -- COMMAND [ARGS...]
 
 Run COMMAND as an agent that never holds a credential. A broker process (keyhole broker)
 holds the agent token; COMMAND gets, per route, a base URL pointing at the broker and a
@@ -42,6 +44,9 @@ ${ROUTE_HELP}  --token-file FILE  the agent token file, read by the broker only
                      secret (openai-api-key -> OPENAI_API_KEY)
   --env NAME[=VAL]   pass NAME from this environment, or set it to VAL; repeatable
   --log FILE         append the broker's call log there (default stderr)
+  --attach FILE      use a running broker instead of starting one: FILE is what
+                     keyhole broker --agent-env wrote (its capabilities last as long
+                     as that broker, not this run; that broker may run as another user)
   -h, --help         show this help
 
 Exit status: COMMAND's; if COMMAND dies of a signal, keyhole run dies of the same one.
@@ -86,13 +91,20 @@ function warnIfInjected(io: Io): void {
     );
 }
 
+/** How the child ended. */
+interface ChildResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly spawnError?: string;
+}
+
 /** Waits for the child; passes signals on meanwhile. */
 function waitForChild(
   command: string,
   args: readonly string[],
   env: Record<string, string>,
   io: Io,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: string }> {
+): Promise<ChildResult> {
   return new Promise((done) => {
     const child = spawn(command, args, { cwd: io.cwd, env, stdio: "inherit" });
     const atTerminal = process.stdin.isTTY === true;
@@ -102,11 +114,7 @@ function waitForChild(
       child.kill(signal);
     };
     for (const signal of FORWARDED) process.on(signal, forward);
-    const finish = (result: {
-      code: number | null;
-      signal: NodeJS.Signals | null;
-      spawnError?: string;
-    }) => {
+    const finish = (result: ChildResult) => {
       for (const signal of FORWARDED) process.off(signal, forward);
       done(result);
     };
@@ -127,49 +135,67 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     "inherit-env": { type: "boolean" },
     env: { type: "string", multiple: true },
     log: { type: "string" },
+    attach: { type: "string" },
   });
   if (args === null) return 0;
   const [command, ...commandArgs] = dashes === -1 ? [] : argv.slice(dashes + 1);
   if (command === undefined) throw usageError("missing the command to run, after --");
-  // Checked here too, so a bad route or --env fails before any process starts.
-  const routes = collectRoutes(io, args);
+  if (io.env.KEYHOLE_TOKEN !== undefined)
+    throw usageError(
+      "unset KEYHOLE_TOKEN: the command could read it in keyhole run's /proc/<pid>/environ " +
+        "(the broker reads --token-file)",
+    );
+  const attach = stringOption(args, "attach");
+  if (attach !== undefined) {
+    for (const name of ["route", "routes", "token-file", "addr", "cache-ttl", "log"])
+      if (args.values[name] !== undefined)
+        throw usageError(`--attach uses a running broker: --${name} belongs to that broker`);
+  }
+  // Checked before any process starts, so a bad route or --env fails at once.
+  const routes = attach === undefined ? collectRoutes(io, args) : [];
   const extra = (args.values as Record<string, unknown>).env;
   const envArgs = Array.isArray(extra)
     ? extra.filter((e): e is string => typeof e === "string")
     : [];
-  buildChildEnv({
-    parent: io.env,
-    inherit: flag(args, "inherit-env"),
-    extra: envArgs,
-    routes,
-    routeVars: {},
-  });
-
-  warnIfInjected(io);
-  const broker = await startBrokerProcess(brokerArgs(io, args), io.env, io.cwd);
-  const onBrokerExit = (code: number | null) =>
-    note(io, `keyhole: the broker stopped (exit ${code ?? "signal"}); calls through it will fail`);
-  let result: Awaited<ReturnType<typeof waitForChild>>;
-  try {
-    const env = buildChildEnv({
+  const childEnv = (routeVars: Record<string, string>) =>
+    buildChildEnv({
       parent: io.env,
       inherit: flag(args, "inherit-env"),
       extra: envArgs,
       routes,
-      routeVars: broker.env,
+      routeVars,
     });
-    broker.child.once("exit", onBrokerExit);
-    result = await waitForChild(command, commandArgs, env, io);
-  } finally {
-    broker.child.off("exit", onBrokerExit);
-    await broker.stop();
+  childEnv({});
+  warnIfInjected(io);
+
+  let result: ChildResult;
+  if (attach !== undefined) {
+    const vars = readAgentEnvFile(resolve(io.cwd, attach));
+    result = await waitForChild(command, commandArgs, childEnv(vars), io);
+  } else {
+    const broker = await startBrokerProcess(brokerArgs(io, args), io.env, io.cwd);
+    const onBrokerExit = (code: number | null) =>
+      note(
+        io,
+        `keyhole: the broker stopped (exit ${code ?? "signal"}); calls through it will fail`,
+      );
+    try {
+      broker.child.once("exit", onBrokerExit);
+      result = await waitForChild(command, commandArgs, childEnv(broker.env), io);
+    } finally {
+      broker.child.off("exit", onBrokerExit);
+      await broker.stop();
+    }
   }
+  return exitStatus(result, command, io);
+}
+
+/** The child's outcome as our own: its code, its signal (re-raised), 127/126 if it never ran. */
+function exitStatus(result: ChildResult, command: string, io: Io): number {
   if (result.spawnError !== undefined) {
     const notFound = result.spawnError === "ENOENT";
-    note(
-      io,
-      `keyhole: ${notFound ? "command not found" : "cannot run the command"}: ${command.slice(0, 80)}`,
-    );
+    const what = notFound ? "command not found" : "cannot run the command";
+    note(io, `keyhole: ${what}: ${command.slice(0, 80)}`);
     return notFound ? 127 : 126;
   }
   if (result.signal !== null) {

@@ -276,3 +276,52 @@ test(
     }
   },
 );
+
+test("keyhole run refuses to start with KEYHOLE_TOKEN set: the child could read run's environ", async () => {
+  const finished = await run(["--token-file", world.tokenFile, "--route", ROUTE()], CLIENT, {
+    KEYHOLE_TOKEN: "kh1_not-even-parsed",
+  });
+  assert.equal(finished.code, 2);
+  assert.match(finished.stderr, /unset KEYHOLE_TOKEN/);
+  assert.equal(finished.stdout, "", "the child never ran");
+});
+
+test("--attach runs the child against a running broker's --agent-env file", async () => {
+  const envFile = join(world.ctx.dir, "attach.env");
+  const broker = startKeyhole(
+    [
+      "broker",
+      "--token-file",
+      world.tokenFile,
+      "--listen",
+      "127.0.0.1:0",
+      "--allow-plain-http-upstream",
+      "--route",
+      ROUTE(),
+      "--agent-env",
+      envFile,
+    ],
+    agentEnv(world),
+  );
+  try {
+    await broker.waitFor(/broker listening on/);
+    const finished = await runProcess(
+      process.execPath,
+      [BIN, "run", "--attach", envFile, "--", process.execPath, "-e", CLIENT],
+      { env: agentEnv(world), timeoutMs: 30_000 },
+    );
+    const child = report(finished);
+    assert.equal(child.status, 200);
+    assert.match(child.env.UP_API_KEY ?? "", /^khc_/);
+    for (const name of Object.keys(child.env)) assert.ok(!name.startsWith("KEYHOLE_"), name);
+    const mixed = await runProcess(
+      process.execPath,
+      [BIN, "run", "--attach", envFile, "--route", ROUTE(), "--", "true"],
+      { env: agentEnv(world), timeoutMs: 30_000 },
+    );
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /--route belongs to that broker/);
+  } finally {
+    await broker.stop("SIGTERM");
+  }
+});
