@@ -13,6 +13,7 @@ import {
   processChildren,
   secretNeedles,
   setUpWorld,
+  startBroker,
   stopAll,
   type World,
   waitGone,
@@ -288,23 +289,8 @@ test("keyhole run refuses to start with KEYHOLE_TOKEN set: the child could read 
 
 test("--attach runs the child against a running broker's --agent-env file", async () => {
   const envFile = join(world.ctx.dir, "attach.env");
-  const broker = startKeyhole(
-    [
-      "broker",
-      "--token-file",
-      world.tokenFile,
-      "--listen",
-      "127.0.0.1:0",
-      "--allow-plain-http-upstream",
-      "--route",
-      ROUTE(),
-      "--agent-env",
-      envFile,
-    ],
-    agentEnv(world),
-  );
+  const broker = await startBroker(world, [ROUTE()], [], ["--agent-env", envFile]);
   try {
-    await broker.waitFor(/broker listening on/);
     const finished = await runProcess(
       process.execPath,
       [BIN, "run", "--attach", envFile, "--", process.execPath, "-e", CLIENT],
@@ -322,6 +308,6 @@ test("--attach runs the child against a running broker's --agent-env file", asyn
     assert.equal(mixed.code, 2);
     assert.match(mixed.stderr, /--route belongs to that broker/);
   } finally {
-    await broker.stop("SIGTERM");
+    await broker.live.stop("SIGTERM");
   }
 });

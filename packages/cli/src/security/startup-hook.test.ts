@@ -291,6 +291,20 @@ async function assertBrokerRun(
   assert.equal(seen.refused, refusedBefore + 1);
 }
 
+/** The baseline: the call worked, and the one dump (the agent's) holds the key and the token. */
+async function assertPlainRunLeaked(run: Finished, dir: string, agentScript: string) {
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /status=200/);
+  const dumps = await readDumps(dir);
+  assert.equal(dumps.length, 1);
+  const [dump] = dumps as [Dump];
+  assert.ok(dump.argv.includes(agentScript));
+  assert.ok(dump.bytes.includes(`UP_API_KEY=${canary}\0`), "in the raw /proc/self/environ");
+  const found = leaks(dumps);
+  assert.ok(found.includes(`${dump.file}: key (raw)`), found.join("\n"));
+  assert.ok(found.includes(`${dump.file}: agent token (text)`), found.join("\n"));
+}
+
 test("node, plain env vars: the --require hook's dump holds the key and the token", async () => {
   const dir = await harvestDir("node-plain");
   const agentScript = join(ctx.dir, "agent.cjs");
@@ -305,16 +319,7 @@ test("node, plain env vars: the --require hook's dump holds the key and the toke
     }),
     timeoutMs: TIMEOUT_MS,
   });
-  assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stdout, /status=200/);
-  const dumps = await readDumps(dir);
-  assert.equal(dumps.length, 1);
-  const [dump] = dumps as [Dump];
-  assert.ok(dump.argv.includes(agentScript));
-  assert.ok(dump.bytes.includes(`UP_API_KEY=${canary}\0`), "in the raw /proc/self/environ");
-  const found = leaks(dumps);
-  assert.ok(found.includes(`${dump.file}: key (raw)`), found.join("\n"));
-  assert.ok(found.includes(`${dump.file}: agent token (text)`), found.join("\n"));
+  await assertPlainRunLeaked(run, dir, agentScript);
 });
 
 test("node under keyhole run: the call succeeds; no dump holds the token or the key", async () => {
@@ -367,16 +372,7 @@ test("python, plain env vars: the .pth hook's dump holds the key", { skip: noPyt
     }),
     timeoutMs: TIMEOUT_MS,
   });
-  assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stdout, /status=200/);
-  const dumps = await readDumps(dir);
-  assert.equal(dumps.length, 1);
-  const [dump] = dumps as [Dump];
-  assert.ok(dump.argv.includes(agentScript));
-  assert.ok(dump.bytes.includes(`UP_API_KEY=${canary}\0`), "in the raw /proc/self/environ");
-  const found = leaks(dumps);
-  assert.ok(found.includes(`${dump.file}: key (raw)`), found.join("\n"));
-  assert.ok(found.includes(`${dump.file}: agent token (text)`), found.join("\n"));
+  await assertPlainRunLeaked(run, dir, agentScript);
 });
 
 test("python under keyhole run: the call succeeds; the .pth dump holds no token and no key", {
