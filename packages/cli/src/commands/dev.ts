@@ -130,6 +130,11 @@ export function pasteBlock(fields: {
     "npx keyhole audit",
     "npx keyhole audit verify",
     "",
+    "# And an agent that never holds the key: store a real one, allow its host, run through the broker",
+    'printf %s "$OPENAI_API_KEY" | npx keyhole secret set openai-api-key',
+    `npx keyhole grant add ${DEMO_AGENT} openai-api-key --hosts api.openai.com`,
+    `npx keyhole run --route openai --token-file ${fields.tokenPath} -- python agent.py`,
+    "",
   ].join("\n");
 }
 

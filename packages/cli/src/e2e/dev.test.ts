@@ -39,7 +39,7 @@ async function startDev(extra: Record<string, string> = {}, port = "0"): Promise
     cleanEnv(dir, { ...TEST_ENV, ...extra }),
   );
   running.push(live);
-  await live.waitFor(/npx keyhole audit verify\n/, 20_000);
+  await live.waitFor(/-- python agent\.py\n/, 20_000);
   return live;
 }
 
