@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A closed-loop HTTP load generator, run as its own process so it does not share an event loop
 // with the server it measures. Usage: node bench/load.mjs '<json>' with
-// { url, headers, concurrency, durationMs, warmupMs }; prints one JSON line of results.
+// { url, headers, concurrency, durationMs, warmupMs }; prints one JSON line of results. `ttfb50`
+// is the median time to the first body byte (what a streaming client waits for); `sent` counts
+// every request, warm-up included (to divide a server's CPU time by).
 import http from "node:http";
 
 const { url, headers = {}, concurrency, durationMs, warmupMs = 500 } = JSON.parse(process.argv[2]);
@@ -11,42 +13,73 @@ const target = new URL(url);
 function once() {
   return new Promise((resolve) => {
     const started = process.hrtime.bigint();
+    let first;
+    let settled = false;
+    const done = (ok) => {
+      if (settled) return;
+      settled = true;
+      const ns = process.hrtime.bigint() - started;
+      resolve({ ok, ns, firstNs: first ?? ns });
+    };
     const req = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname, agent, headers },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        agent,
+        headers,
+      },
       (res) => {
+        res.once("data", () => {
+          first = process.hrtime.bigint() - started;
+        });
+        res.on("end", () => done(res.statusCode === 200));
+        res.on("close", () => done(false));
         res.resume();
-        res.on("end", () =>
-          resolve({ ok: res.statusCode === 200, ns: process.hrtime.bigint() - started }),
-        );
       },
     );
-    req.on("error", () => resolve({ ok: false, ns: process.hrtime.bigint() - started }));
+    // Bounded: a request the server never finishes counts as an error instead of hanging the run.
+    req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+    req.on("error", () => done(false));
     req.end();
   });
 }
 
-async function worker(until, latencies, counts) {
+async function worker(until, latencies, firsts, counts) {
   while (performance.now() < until) {
-    const { ok, ns } = await once();
+    const { ok, ns, firstNs } = await once();
     if (latencies) latencies.push(Number(ns) / 1e6);
+    if (firsts) firsts.push(Number(firstNs) / 1e6);
     if (!ok) counts.errors++;
+    counts.sent++;
   }
 }
 
 async function phase(ms, record) {
   const latencies = record ? [] : null;
-  const counts = { errors: 0 };
+  const firsts = record ? [] : null;
+  const counts = { errors: 0, sent: 0 };
   const until = performance.now() + ms;
   const start = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, () => worker(until, latencies, counts)));
-  return { latencies, errors: counts.errors, elapsed: performance.now() - start };
+  await Promise.all(
+    Array.from({ length: concurrency }, () => worker(until, latencies, firsts, counts)),
+  );
+  return {
+    latencies,
+    firsts,
+    errors: counts.errors,
+    sent: counts.sent,
+    elapsed: performance.now() - start,
+  };
 }
 
-await phase(warmupMs, false);
-const { latencies, errors, elapsed } = await phase(durationMs, true);
+const warm = await phase(warmupMs, false);
+const { latencies, firsts, errors, sent, elapsed } = await phase(durationMs, true);
 latencies.sort((a, b) => a - b);
-const pick = (q) =>
-  latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+firsts.sort((a, b) => a - b);
+const pickFrom = (values, q) =>
+  values[Math.min(values.length - 1, Math.floor(q * values.length))] ?? 0;
+const pick = (q) => pickFrom(latencies, q);
 process.stdout.write(
   `${JSON.stringify({
     requests: latencies.length,
@@ -55,6 +88,8 @@ process.stdout.write(
     p50: pick(0.5),
     p99: pick(0.99),
     max: latencies.at(-1) ?? 0,
+    ttfb50: pickFrom(firsts, 0.5),
+    sent: warm.sent + sent,
   })}\n`,
 );
 agent.destroy();

@@ -4,9 +4,11 @@
 // the ratio says what authentication, authorization and the audited read cost on this machine.
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
+// Then the broker benchmark (bench/broker.mjs, its own processes): direct vs through `keyhole broker`.
+//
 //   npm run bench                     3 s per point, median of 3 runs
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,3 +139,8 @@ try {
   await new Promise((r) => setTimeout(r, 300));
   rmSync(dir, { recursive: true, force: true });
 }
+
+console.log("");
+const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
+const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
+if (broker.status !== 0) process.exitCode = 1;
