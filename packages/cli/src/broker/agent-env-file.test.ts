@@ -50,4 +50,6 @@ test("reading is strict: NAME=value lines, comments and blank lines only, no KEY
     assert.throws(() => readAgentEnvFile(path), /config|not NAME=value|no variables/, bad);
   }
   assert.throws(() => readAgentEnvFile(join(dir, "missing")), /cannot read/);
+  assert.throws(() => readAgentEnvFile(dir), /cannot read/, "a directory");
+  assert.throws(() => readAgentEnvFile("/dev/zero"), /cannot read/, "not a regular file");
 });

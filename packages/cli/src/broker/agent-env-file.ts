@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
+  fstatSync,
   fsyncSync,
   openSync,
   readFileSync,
@@ -17,6 +18,9 @@ import {
 import { KeyholeError } from "@keyhole/core";
 
 const LINE = /^([A-Z_][A-Z0-9_]*)=([^\0\r\n]*)$/;
+// Names a broker never sets and a tampered file could use to run code in, or redirect, the agent.
+const FORBIDDEN =
+  /^(KEYHOLE_|NODE_|LD_|DYLD_|PYTHON|OPENSSL_|SSL_)|^(PATH|HOME|SHELL|USER|BASH_ENV|ENV)$/;
 const MAX_BYTES = 64 * 1024;
 
 /** Renders the variables as `NAME=value` lines. */
@@ -43,13 +47,19 @@ export function writeAgentEnvFile(path: string, env: Readonly<Record<string, str
   renameSync(temporary, path);
 }
 
-/** Reads and checks an agents' environment file; `KEYHOLE_*` names are refused. */
+/** Reads and checks an agents' environment file; `KEYHOLE_*`, loader and path names are refused. */
 export function readAgentEnvFile(path: string): Record<string, string> {
   let text: string;
   try {
-    const bytes = readFileSync(path);
-    if (bytes.length > MAX_BYTES) throw new Error("too large");
-    text = bytes.toString("utf8");
+    // A regular file of bounded size, checked before reading (a FIFO or /dev/zero would hang).
+    const fd = openSync(path, "r");
+    try {
+      const stat = fstatSync(fd);
+      if (!stat.isFile() || stat.size > MAX_BYTES) throw new Error("not a small regular file");
+      text = readFileSync(fd, "utf8");
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     throw new KeyholeError("config_error", `cannot read the broker's environment file ${path}`);
   }
@@ -58,7 +68,7 @@ export function readAgentEnvFile(path: string): Record<string, string> {
     if (line === "" || line.startsWith("#")) continue;
     const match = LINE.exec(line);
     const name = match?.[1];
-    if (match === null || name === undefined || name.startsWith("KEYHOLE_") || name in env)
+    if (match === null || name === undefined || FORBIDDEN.test(name) || name in env)
       throw new KeyholeError("config_error", `${path}: line ${i + 1} is not NAME=value`);
     env[name] = match[2] ?? "";
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isKeyholeError } from "@keyhole/core";
-import { buildChildEnv, strippedNames } from "./child-env.js";
+import { buildChildEnv, exposedCredentials, strippedNames } from "./child-env.js";
 import { parseRouteSpec } from "./routes.js";
 
 const routes = [parseRouteSpec("openai")];
@@ -78,4 +78,19 @@ test("--env copies or sets a variable, and refuses KEYHOLE_* and the routes' var
   usage(() => build(["OPENAI_API_KEY"]), /route/);
   usage(() => build(["=x"]), /NAME/);
   usage(() => build(["A B=1"]), /NAME/);
+});
+
+test("credentials in run's own environment are named: Keyhole's, and each route's key variables", () => {
+  assert.deepEqual(exposedCredentials(parent, routes).sort(), ["KEYHOLE_TOKEN", "OPENAI_API_KEY"]);
+  assert.deepEqual(exposedCredentials({ KEYHOLE_PASSPHRASE: "p", OPENAI_BASE_URL: "u" }, routes), [
+    "KEYHOLE_PASSPHRASE",
+  ]);
+  assert.deepEqual(exposedCredentials({ KEYHOLE_TOKEN: "" }, routes), [], "empty is unset");
+  const custom = [parseRouteSpec("up=https://u.test,secret=db.password,basic,key-env=UP_KEY")];
+  assert.deepEqual(
+    exposedCredentials({ DB_PASSWORD: "x", UP_KEY: "y", UP_BASE_URL: "z" }, custom),
+    ["DB_PASSWORD", "UP_KEY"],
+  );
+  const attached = { W_URL: "http://127.0.0.1:1/w", W_KEY: `khc_${"A".repeat(43)}` };
+  assert.deepEqual(exposedCredentials({ W_KEY: "sk-real", W_URL: "x" }, [], attached), ["W_KEY"]);
 });

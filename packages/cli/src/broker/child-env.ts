@@ -6,7 +6,8 @@
  * every variable a route sets, and the variable conventionally named after each routed secret.
  */
 import { usageError } from "../args.js";
-import { type Route, secretEnvName } from "./routes.js";
+import { isCapabilityShaped } from "./capability.js";
+import { CAPABILITY_PLACEHOLDER, type Route, secretEnvName } from "./routes.js";
 
 // Not secrets, and programs misbehave without them.
 const BASE_NAMES = [
@@ -43,6 +44,31 @@ export function strippedNames(routes: readonly Route[]): Set<string> {
     names.add(secretEnvName(route.secret));
   }
   return names;
+}
+
+// What Keyhole itself reads as a credential from the environment.
+const KEYHOLE_CREDENTIALS = ["KEYHOLE_TOKEN", "KEYHOLE_PASSPHRASE", "KEYHOLE_BOOTSTRAP_CODE"];
+
+/**
+ * Credentials set in `keyhole run`'s own environment. The child runs as the same user and can
+ * read its parent's `/proc/<pid>/environ`, whatever environment it was given itself, so these
+ * must not be there at all: the token and the owner's passphrase, and the key each route stands
+ * in for (the variable named after the secret, the variable that gets the capability).
+ */
+export function exposedCredentials(
+  parent: Readonly<Record<string, string | undefined>>,
+  routes: readonly Route[],
+  attachedVars: Readonly<Record<string, string>> = {},
+): string[] {
+  const names = new Set(KEYHOLE_CREDENTIALS);
+  for (const route of routes) {
+    names.add(secretEnvName(route.secret));
+    for (const [name, value] of Object.entries(route.env))
+      if (value.includes(CAPABILITY_PLACEHOLDER)) names.add(name);
+  }
+  for (const [name, value] of Object.entries(attachedVars))
+    if (isCapabilityShaped(value)) names.add(name);
+  return [...names].filter((name) => (parent[name] ?? "") !== "");
 }
 
 /** Parses one `--env` argument; `KEYHOLE_*` is refused (the child must not talk to the vault). */

@@ -114,6 +114,25 @@ function hopByHop(headers: IncomingHttpHeaders): Set<string> {
   return drop;
 }
 
+/**
+ * True when the response body reaches the client as the bytes the upstream meant, so the
+ * redactor sees the value if it is there: no content coding but identity (the broker asked for
+ * identity), no transfer coding but chunked. A response that has no body may say what it likes.
+ */
+function isReadableBody(
+  method: string | undefined,
+  status: number,
+  headers: IncomingHttpHeaders,
+): boolean {
+  if (method === "HEAD" || status === 204 || status === 304) return true;
+  const content = headers["content-encoding"]?.trim().toLowerCase();
+  const transfer = headers["transfer-encoding"]?.trim().toLowerCase();
+  return (
+    (content === undefined || content === "identity") &&
+    (transfer === undefined || transfer === "chunked")
+  );
+}
+
 /** True when the grant lets the secret go to this upstream (hostname, or host:port). */
 export function isHostAllowed(upstream: URL, allowedHosts: readonly string[]): boolean {
   const hostname = upstream.hostname.toLowerCase();
@@ -263,6 +282,10 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
         if (form !== text) needles.push(Buffer.from(form));
     }
 
+    // The raw value is zeroed by the handler; these are its encoded copies.
+    res.on("close", () => {
+      for (const needle of needles) needle.fill(0);
+    });
     const outbound = (upstream.protocol === "https:" ? https : http).request({
       protocol: upstream.protocol,
       hostname: upstream.hostname.replace(/^\[|\]$/g, ""),
@@ -284,10 +307,17 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
         failure = "upstream_tls_failed";
       sendError(res, failure);
     });
+    // A 101 Switching Protocols: there is nothing to redact a raw socket with, so no upgrade.
+    outbound.on("upgrade", (_response, socket) => {
+      socket.destroy();
+      sendError(res, "upstream_bad_response");
+    });
+    // Whatever else ends the upstream request without an answer: never leave the client hanging.
+    outbound.on("close", () => {
+      if (!res.headersSent && !res.writableEnded) sendError(res, failure);
+    });
     res.on("close", () => {
       if (!res.writableFinished) outbound.destroy();
-      // The raw value is zeroed by the handler; these are its encoded copies.
-      for (const needle of needles) needle.fill(0);
     });
     req.pipe(outbound);
 
@@ -295,12 +325,7 @@ export function createBrokerHandler(options: BrokerHandlerOptions): BrokerHandle
       const status = up.statusCode ?? 0;
       // Only a body the redactor can read passes: we asked for identity, so anything else is
       // refused rather than streamed unredacted. A status Node cannot write is refused too.
-      const encoding = up.headers["content-encoding"];
-      if (
-        status < 200 ||
-        status > 599 ||
-        (encoding !== undefined && encoding.trim().toLowerCase() !== "identity")
-      ) {
+      if (status < 200 || status > 599 || !isReadableBody(req.method, status, up.headers)) {
         up.resume();
         sendError(res, "upstream_bad_response");
         return;

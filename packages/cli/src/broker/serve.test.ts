@@ -75,7 +75,7 @@ test("a live socket is not taken over, a stale one is replaced, other files are 
   const path = join(dir, "b.sock");
   const first = await start(path);
   try {
-    await assert.rejects(start(path), /another process is listening/);
+    await assert.rejects(start(path), /is in use/);
   } finally {
     await first.close();
   }

@@ -56,15 +56,17 @@ async function clearStaleSocket(path: string): Promise<void> {
     return;
   }
   if (!isSocket) throw new KeyholeError("config_error", `${path} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
+  // Only a refused connection proves nobody listens; EACCES (another user's live socket), a
+  // full backlog or anything else leaves the path alone.
+  const stale = await new Promise<boolean>((resolve) => {
     const probe = net.connect(path);
     probe.once("connect", () => {
       probe.destroy();
-      resolve(true);
+      resolve(false);
     });
-    probe.once("error", () => resolve(false));
+    probe.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "ECONNREFUSED"));
   });
-  if (live) throw new KeyholeError("config_error", `another process is listening on ${path}`);
+  if (!stale) throw new KeyholeError("config_error", `${path} is in use (another broker?)`);
   unlinkSync(path);
 }
 

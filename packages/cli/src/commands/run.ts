@@ -17,7 +17,7 @@ import {
 } from "../args.js";
 import { readAgentEnvFile } from "../broker/agent-env-file.js";
 import { startBrokerProcess } from "../broker/broker-process.js";
-import { buildChildEnv } from "../broker/child-env.js";
+import { buildChildEnv, exposedCredentials } from "../broker/child-env.js";
 import { injectionProblems, readInitialEnviron } from "../broker/guard.js";
 import { collectRoutes, ROUTE_HELP, ROUTE_OPTIONS, routeSpecs } from "../broker/route-options.js";
 import { type Io, note } from "../io.js";
@@ -140,11 +140,6 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   if (args === null) return 0;
   const [command, ...commandArgs] = dashes === -1 ? [] : argv.slice(dashes + 1);
   if (command === undefined) throw usageError("missing the command to run, after --");
-  if (io.env.KEYHOLE_TOKEN !== undefined)
-    throw usageError(
-      "unset KEYHOLE_TOKEN: the command could read it in keyhole run's /proc/<pid>/environ " +
-        "(the broker reads --token-file)",
-    );
   const attach = stringOption(args, "attach");
   if (attach !== undefined) {
     for (const name of ["route", "routes", "token-file", "addr", "cache-ttl", "log"])
@@ -153,6 +148,13 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   // Checked before any process starts, so a bad route or --env fails at once.
   const routes = attach === undefined ? collectRoutes(io, args) : [];
+  const attached = attach === undefined ? {} : readAgentEnvFile(resolve(io.cwd, attach));
+  const exposed = exposedCredentials(io.env, routes, attached);
+  if (exposed.length > 0)
+    throw usageError(
+      `unset ${exposed.join(", ")} first: the command could read ${exposed.length === 1 ? "it" : "them"} ` +
+        "in keyhole run's /proc/<pid>/environ (the broker brings the key; it reads --token-file)",
+    );
   const extra = (args.values as Record<string, unknown>).env;
   const envArgs = Array.isArray(extra)
     ? extra.filter((e): e is string => typeof e === "string")
@@ -170,8 +172,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
 
   let result: ChildResult;
   if (attach !== undefined) {
-    const vars = readAgentEnvFile(resolve(io.cwd, attach));
-    result = await waitForChild(command, commandArgs, childEnv(vars), io);
+    result = await waitForChild(command, commandArgs, childEnv(attached), io);
   } else {
     const broker = await startBrokerProcess(brokerArgs(io, args), io.env, io.cwd);
     const onBrokerExit = (code: number | null) =>
