@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { injectionProblems, readInitialEnviron, splitNodeOptions } from "./guard.js";
+import { injectionProblems, readInitialEnviron, splitNodeOptions, trustProblems } from "./guard.js";
 
 test("NODE_OPTIONS is split as Node splits it", () => {
   assert.deepEqual(splitNodeOptions(""), []);
@@ -39,20 +39,21 @@ test("exec arguments, preloaded libraries and disabled TLS verification are refu
   assert.deepEqual(injectionProblems([{ NODE_OPTIONS: "-r=/x --inspect=9229 -r /y" }], []), [
     "NODE_OPTIONS holds -r --inspect a value (code loading or debugging)",
   ]);
-  for (const name of ["OPENSSL_CONF", "OPENSSL_MODULES", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"])
+  for (const name of ["OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_ENGINES"])
     assert.match(injectionProblems([{ [name]: "/tmp/x" }], [])[0] ?? "", new RegExp(name));
+  assert.equal(injectionProblems([{ NODE_OPTIONS: "--use-openssl-ca" }], []).length, 1);
+  assert.deepEqual(injectionProblems([{ SSL_CERT_FILE: "/etc/ssl/x.pem" }], []), []);
   assert.equal(injectionProblems([{}], ["--inspect"]).length, 1);
   assert.deepEqual(injectionProblems([{}], ["--no-warnings"]), []);
   assert.match(injectionProblems([{ LD_PRELOAD: "/tmp/evil.so" }], [])[0] ?? "", /LD_PRELOAD/);
   assert.match(injectionProblems([{ LD_AUDIT: "x.so" }], [])[0] ?? "", /LD_AUDIT/);
   assert.match(
-    injectionProblems([{ NODE_TLS_REJECT_UNAUTHORIZED: "0" }], [])[0] ?? "",
+    trustProblems([{ NODE_TLS_REJECT_UNAUTHORIZED: "0" }])[0] ?? "",
     /NODE_TLS_REJECT_UNAUTHORIZED/,
   );
-  assert.deepEqual(
-    injectionProblems([{ NODE_TLS_REJECT_UNAUTHORIZED: "1", LD_PRELOAD: "" }], []),
-    [],
-  );
+  assert.match(trustProblems([{ NODE_EXTRA_CA_CERTS: "/x.pem" }])[0] ?? "", /NODE_EXTRA_CA_CERTS/);
+  assert.deepEqual(trustProblems([{ NODE_TLS_REJECT_UNAUTHORIZED: "1" }]), []);
+  assert.deepEqual(injectionProblems([{ LD_PRELOAD: "" }], []), []);
 });
 
 test("a problem in either environment counts: code can edit process.env, not the exec-time one", () => {

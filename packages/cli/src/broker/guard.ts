@@ -26,15 +26,13 @@ const HARMLESS_NODE_FLAGS = new Set([
   "--enable-source-maps",
   "--unhandled-rejections",
   "--dns-result-order",
-  "--use-openssl-ca",
   "--use-bundled-ca",
   "--tls-min-v1.2",
   "--tls-min-v1.3",
 ]);
 
-// Variables that load code into the process (shared libraries, OpenSSL providers and engines)
-// or change which certificate authorities the broker trusts with a credential.
-const UNSAFE_VARIABLES = [
+// Variables that load code into the process: shared libraries, OpenSSL providers and engines.
+const CODE_VARIABLES = [
   "LD_PRELOAD",
   "LD_AUDIT",
   "LD_LIBRARY_PATH",
@@ -43,10 +41,8 @@ const UNSAFE_VARIABLES = [
   "OPENSSL_CONF",
   "OPENSSL_MODULES",
   "OPENSSL_ENGINES",
-  "NODE_EXTRA_CA_CERTS",
-  "SSL_CERT_FILE",
-  "SSL_CERT_DIR",
 ];
+// (SSL_CERT_FILE and SSL_CERT_DIR only count with --use-openssl-ca, which is not on the list.)
 
 /** The environment the kernel gave this process at exec, or null where there is no /proc. */
 export function readInitialEnviron(path = "/proc/self/environ"): Record<string, string> | null {
@@ -96,27 +92,25 @@ function unsafeFlags(args: readonly string[]): string[] {
   return unsafe.map((arg) => (arg.startsWith("-") ? (arg.split("=", 1)[0] ?? arg) : "a value"));
 }
 
+type Environments = readonly Readonly<Record<string, string | undefined>>[];
+
 /**
- * Every reason the process is unsafe for a token holder, as short sentences naming the variable
- * or flag (never its value: it may be a path the user considers private, or worse).
+ * Every way code could have been loaded into this process, as short sentences naming the
+ * variable or flag (never its value: it may be a path the user considers private, or worse).
  */
 export function injectionProblems(
-  environments: readonly Readonly<Record<string, string | undefined>>[],
+  environments: Environments,
   execArgv: readonly string[],
 ): string[] {
   const problems = new Set<string>();
   for (const env of environments) {
-    const nodeOptions = env.NODE_OPTIONS;
-    const unsafeOptions = unsafeFlags(splitNodeOptions(nodeOptions ?? ""));
+    const unsafeOptions = unsafeFlags(splitNodeOptions(env.NODE_OPTIONS ?? ""));
     if (unsafeOptions.length > 0)
       problems.add(
         `NODE_OPTIONS holds ${[...new Set(unsafeOptions)].join(" ")} (code loading or debugging)`,
       );
-    for (const name of UNSAFE_VARIABLES)
-      if (env[name] !== undefined && env[name] !== "")
-        problems.add(`${name} is set (it loads code or changes trusted certificates)`);
-    if (env.NODE_TLS_REJECT_UNAUTHORIZED === "0")
-      problems.add("NODE_TLS_REJECT_UNAUTHORIZED=0 turns off TLS verification");
+    for (const name of CODE_VARIABLES)
+      if ((env[name] ?? "") !== "") problems.add(`${name} is set (it loads code into the process)`);
   }
   const unsafeArgs = unsafeFlags(execArgv);
   if (unsafeArgs.length > 0)
@@ -124,11 +118,26 @@ export function injectionProblems(
   return [...problems];
 }
 
+/** Every way the broker's TLS to the upstream could trust someone the default would not. */
+export function trustProblems(environments: Environments): string[] {
+  const problems = new Set<string>();
+  for (const env of environments) {
+    if (env.NODE_TLS_REJECT_UNAUTHORIZED === "0")
+      problems.add("NODE_TLS_REJECT_UNAUTHORIZED=0 turns off TLS verification");
+    if ((env.NODE_EXTRA_CA_CERTS ?? "") !== "")
+      problems.add("NODE_EXTRA_CA_CERTS is set (it adds certificate authorities)");
+  }
+  return [...problems];
+}
+
 /** Throws `unsafe_environment` when this process may have been injected with code. */
 export function assertNoCodeInjection(): void {
   const initial = readInitialEnviron();
   const environments = initial === null ? [process.env] : [initial, process.env];
-  const problems = injectionProblems(environments, process.execArgv);
+  const problems = [
+    ...injectionProblems(environments, process.execArgv),
+    ...trustProblems(environments),
+  ];
   if (problems.length > 0)
     throw new KeyholeError(
       "unsafe_environment",
