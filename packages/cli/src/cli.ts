@@ -9,6 +9,7 @@ import { isKeyholeError } from "@keyhole/core";
 import { type Command, usageError } from "./args.js";
 import { agentCommand } from "./commands/agent.js";
 import { auditCommand } from "./commands/audit.js";
+import { backupCommand, restoreCommand } from "./commands/backup.js";
 import { brokerCommand } from "./commands/broker.js";
 import { devCommand } from "./commands/dev.js";
 import { grantCommand } from "./commands/grant.js";
@@ -37,6 +38,8 @@ Commands:
             | list [--agent A]
   audit     [--agent A] [--secret S] [--since 1h] [--limit N] [--follow] | verify
   dev       a local server, owner, demo secret and demo agent in one command
+  backup    FILE: an online copy of the server's database  [--data-dir DIR]
+  restore   FILE: put a backup back (server stopped)  [--data-dir DIR]
   run       run an agent that never holds a credential:
             --route openai [--token-file F] -- COMMAND [ARGS...]
   broker    the secretless broker, long-lived:  --token-file F --route openai
@@ -65,6 +68,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   dev: devCommand,
   run: runCommand,
   broker: brokerCommand,
+  backup: backupCommand,
+  restore: restoreCommand,
 };
 
 /** One line for an error that is not a KeyholeError: its code or name, never its message. */

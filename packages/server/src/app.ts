@@ -4,6 +4,10 @@
  * Unknown exceptions become a generic 500 `internal`, logged by name only. One log line per
  * request, without headers, bodies or query values.
  *
+ * Every request gets a fresh random id (12 bytes, base64url), sent back in `x-request-id` and put
+ * in each log line of the request. A client's own `x-request-id` is ignored: echoing it into the
+ * logs would let a client forge or split log lines.
+ *
  * Audit: a handler's store operation writes the request's entry in its own transaction. When a
  * request to an audited route fails *after* authentication and before any entry was committed
  * (bad body, unknown name, lost race), one fallback entry records the refusal, so every attempt
@@ -25,6 +29,7 @@ import { normalizeAddress, sourceKey } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
 import { type Route, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
+import { Metrics, metricsRoute, TextBody } from "./metrics.js";
 import { agentRoutes } from "./routes/agent.js";
 import { ownerAgentRoutes } from "./routes/owner-agents.js";
 import { ownerAuditRoutes } from "./routes/owner-audit.js";
@@ -47,6 +52,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Failed-authentication limits (tests shrink them). */
   readonly limits?: LimiterOptions;
+  /** Serve `GET /metrics`; default false (then it is a 404 like any unknown path). */
+  readonly metrics?: boolean;
 }
 
 /** The request handler and its background duty. */
@@ -73,8 +80,10 @@ export function createApp(deps: AppDeps): App {
     tokens: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
     failures,
   });
+  const metrics = deps.metrics === true ? new Metrics() : null;
   const router = new Router([
     ...publicRoutes({ ...deps, gate }),
+    ...(metrics === null ? [] : [metricsRoute({ ...deps, metrics })]),
     ...agentRoutes(deps),
     ...ownerAgentRoutes(deps),
     ...ownerSecretRoutes(deps),
@@ -203,13 +212,15 @@ export function createApp(deps: AppDeps): App {
       );
       run(req, res, ctx)
         .then(({ status, route }) => {
+          const durationMs = performance.now() - started;
+          metrics?.observe(route, status, durationMs);
           deps.logger.request({
             requestId: ctx.requestId,
             method: ctx.method,
             path: ctx.path.slice(0, MAX_LOGGED_PATH),
             route: route?.pattern ?? null,
             status,
-            durationMs: performance.now() - started,
+            durationMs,
             actor: ctx.actorId === "" ? null : ctx.actorId,
           });
         })
@@ -255,9 +266,9 @@ function send(
     res.destroy();
     return;
   }
-  const text = JSON.stringify(body);
+  const text = body instanceof TextBody ? body.text : JSON.stringify(body);
   res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
+    "content-type": body instanceof TextBody ? body.contentType : "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(text),
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",

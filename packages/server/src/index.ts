@@ -6,6 +6,7 @@
 
 export type { AuditChainResult, AuditChainStart, PinnedCheckResult } from "./audit/verify.js";
 export { verifyAgainstCheckpoint, verifyAuditChain, verifyCheckpoint } from "./audit/verify.js";
+export { backupDatabase, restoreDatabase } from "./backup.js";
 export type { LogLevel } from "./log.js";
 export type { RunningServer, ServerOptions } from "./server.js";
 export { DEFAULT_PORT, startServer } from "./server.js";

@@ -20,6 +20,7 @@ import {
   prepareDataDir,
   removeFile,
 } from "./data-dir.js";
+import { lockDataDir } from "./data-lock.js";
 import { Logger, type LogLevel } from "./log.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
@@ -48,6 +49,11 @@ export interface ServerOptions {
    * start is refused with `config_error`.
    */
   allowMissingRevocations?: boolean;
+  /**
+   * Serve `GET /metrics` (Prometheus text format: request counts and latencies by route pattern,
+   * failed authentications, audit chain length). Default false: the path is then a 404.
+   */
+  metrics?: boolean;
   /** The server clock (ms since the epoch), for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -107,7 +113,15 @@ export async function startServerWith(
       ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
       : null;
 
-  const store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
+  // Everything before this only reads or creates files; from here on the directory is ours.
+  const lock = lockDataDir(options.dataDir);
+  let store: Store;
+  try {
+    store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   try {
     const vaultRecord = await store.ensureVault(newId("vault"), clock());
     // Once the vault has an owner the file existed: a missing one is refused, unless allowed.
@@ -143,6 +157,7 @@ export async function startServerWith(
       bootstrap,
       clock,
       logger,
+      metrics: options.metrics === true,
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
     });
     const server: Server = tls ? createHttpsServer(tls, app.handle) : createHttpServer(app.handle);
@@ -179,12 +194,14 @@ export async function startServerWith(
             .flushFailedAuth(true)
             .catch((error: unknown) => logger.unexpected("audit flush failed", error));
           await store.close();
+          lock.release();
         })();
         return closing;
       },
     };
   } catch (error) {
     await store.close();
+    lock.release();
     throw error;
   }
 }

@@ -11,7 +11,7 @@ import { keyholeHome } from "../owner/config.js";
 
 const USAGE = `Usage: keyhole server [--data-dir DIR] [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level info]
-                      [--allow-missing-revocations]
+                      [--allow-missing-revocations] [--metrics]
 
 Run the Keyhole server (embedded SQLite in DIR) until Ctrl-C. On first start it prints
 a one-time bootstrap code and writes it to DIR/bootstrap-code (mode 0600); the first
@@ -29,6 +29,9 @@ Options:
                      start although DIR/revoked-tokens is missing on an initialised vault:
                      re-creates it from the database (revocations made after a restored
                      backup are lost; revoke or rotate the agents that may be affected)
+  --metrics          serve GET /metrics (Prometheus text format: request counts and
+                     latencies by route pattern, failed authentications, audit chain
+                     length; no names, ids or addresses). Off by default
   -h, --help         show this help
 `;
 
@@ -77,6 +80,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     "tls-key": { type: "string" },
     "log-level": { type: "string" },
     "allow-missing-revocations": { type: "boolean" },
+    metrics: { type: "boolean" },
   });
   if (args === null) return 0;
   const dataDirOption = stringOption(args, "data-dir");
@@ -103,6 +107,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     logLevel: levelText as LogLevel,
     log: (line) => note(io, line),
     ...(args.values["allow-missing-revocations"] === true ? { allowMissingRevocations: true } : {}),
+    ...(args.values.metrics === true ? { metrics: true } : {}),
     ...(tlsCert === undefined ? {} : { tlsCert: resolve(io.cwd, tlsCert) }),
     ...(tlsKey === undefined ? {} : { tlsKey: resolve(io.cwd, tlsKey) }),
   });

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeBase64url, encodeBase64url } from "@keyhole/core";
+import type { Store } from "../store/store.js";
 import { startTestServer, type TestServer } from "../test-support/harness.js";
 import { call, errorCode } from "../test-support/http.js";
 import { TestOwner } from "../test-support/owner.js";
@@ -32,6 +33,60 @@ describe("public routes", () => {
     assert.equal(info.owner_sign_pk, null);
     assert.equal(decodeBase64url(String(info.audit_pk)).length, 32);
     assert.equal(info.server_version, "0.1.0");
+  });
+});
+
+describe("readiness: GET /readyz", () => {
+  let t: TestServer;
+  let store: Store | undefined;
+  const fault = { getVault: false };
+  before(async () => {
+    t = await startTestServer({
+      wrapStore: (inner) => {
+        store = inner;
+        return new Proxy(inner, {
+          get(target, key, receiver) {
+            if (key === "getVault" && fault.getVault) {
+              return () => Promise.reject(new Error("SQLITE_BUSY: kh1_canary-in-message"));
+            }
+            const value = Reflect.get(target, key, receiver);
+            return typeof value === "function" ? value.bind(target) : value;
+          },
+        });
+      },
+    });
+  });
+  after(() => t.close());
+
+  it("answers 200 ready while the store answers", async () => {
+    const res = await call(t.url, { method: "GET", path: "/readyz" });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json, { status: "ready" });
+  });
+
+  it("answers 503 unavailable when the store fails, while /healthz stays 200", async () => {
+    fault.getVault = true;
+    try {
+      const res = await call(t.url, { method: "GET", path: "/readyz" });
+      assert.equal(res.status, 503);
+      assert.equal(errorCode(res), "unavailable");
+      assert.equal(res.text.includes("canary"), false);
+      assert.equal((await call(t.url, { method: "GET", path: "/healthz" })).status, 200);
+      const line = t.logs.find((l) => l.includes(String(res.headers["x-request-id"])));
+      assert.ok(line);
+      assert.equal(t.logs.join("\n").includes("canary"), false);
+    } finally {
+      fault.getVault = false;
+    }
+    assert.equal((await call(t.url, { method: "GET", path: "/readyz" })).status, 200);
+  });
+
+  it("answers 503 once the store is closed", async () => {
+    await store?.close();
+    const res = await call(t.url, { method: "GET", path: "/readyz" });
+    assert.equal(res.status, 503);
+    assert.equal(errorCode(res), "unavailable");
+    assert.equal((await call(t.url, { method: "GET", path: "/healthz" })).status, 200);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * Public routes: health, vault info, and the one-time `POST /v1/init` that binds the owner's
+ * Public routes: liveness (`/healthz`: the process answers), readiness (`/readyz`: the store
+ * answers a query and the vault record is loaded), vault info, and the one-time `POST /v1/init` that binds the owner's
  * keys to the vault, proven by the bootstrap code and a signature with the new owner key.
  */
 import {
@@ -14,6 +15,7 @@ import type { AuditKey } from "../audit/audit-key.js";
 import type { BootstrapCode } from "../auth/bootstrap.js";
 import type { AuthGate } from "../auth/gate.js";
 import type { Route } from "../http/router.js";
+import type { Logger } from "../log.js";
 import type { Store } from "../store/store.js";
 import { checkBody } from "../validate.js";
 import type { VaultState } from "../vault-state.js";
@@ -22,14 +24,15 @@ import { initCheck } from "./wire-checks.js";
 
 /** What the public routes use. */
 export interface PublicDeps {
-  readonly store: Pick<Store, "initVault">;
+  readonly store: Pick<Store, "initVault" | "getVault">;
   readonly vault: VaultState;
+  readonly logger: Pick<Logger, "unexpected">;
   readonly auditKey: AuditKey;
   readonly bootstrap: BootstrapCode;
   readonly gate: Pick<AuthGate, "fail" | "refuseBlockedSource">;
 }
 
-/** `GET /healthz`, `GET /v1/info`, `POST /v1/init`. */
+/** `GET /healthz`, `GET /readyz`, `GET /v1/info`, `POST /v1/init`. */
 export function publicRoutes(deps: PublicDeps): Route[] {
   return [
     {
@@ -37,6 +40,25 @@ export function publicRoutes(deps: PublicDeps): Route[] {
       pattern: "/healthz",
       role: "public",
       handler: async () => ({ status: 200, body: { ok: true } }),
+    },
+    {
+      method: "GET",
+      pattern: "/readyz",
+      role: "public",
+      handler: async (ctx) => {
+        let vault: Awaited<ReturnType<Store["getVault"]>>;
+        try {
+          vault = await deps.store.getVault();
+        } catch (error) {
+          // Closed, locked or broken: logged by name only, answered with a fixed 503.
+          deps.logger.unexpected("readiness: store not answering", error, ctx.requestId);
+          throw new KeyholeError("unavailable", "the store is not answering");
+        }
+        if (vault?.vaultId !== deps.vault.vaultId) {
+          throw new KeyholeError("unavailable", "the vault record is not loaded");
+        }
+        return { status: 200, body: { status: "ready" } };
+      },
     },
     {
       method: "GET",
