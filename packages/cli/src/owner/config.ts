@@ -11,6 +11,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { isId, KeyholeError, tryDecodeBase64url } from "@keyhole/core";
 import type { Io } from "../io.js";
+import { withConfigLock } from "./config-lock.js";
 import { ensurePrivateDir } from "./key-file.js";
 import {
   type AgentPins,
@@ -187,9 +188,12 @@ export async function updateConfig(
   home: string,
   change: (config: OwnerConfig) => OwnerConfig,
 ): Promise<OwnerConfig> {
-  const next = change(await readConfig(home));
-  await writeConfig(home, next);
-  return next;
+  // Read and written under one lock: a concurrent owner command must not lose these pins.
+  return withConfigLock(home, async () => {
+    const next = change(await readConfig(home));
+    await writeConfig(home, next);
+    return next;
+  });
 }
 
 /** Raises the highest version seen for a secret (never lowers it). */

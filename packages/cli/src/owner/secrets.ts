@@ -2,6 +2,8 @@
  * Owner operations on secrets: store a new version (sealed under a fresh DEK, wrapped for the
  * owner and for every granted agent whose key checks out), read one back, list, delete.
  */
+
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   encodeBase64url,
   isKeyholeError,
@@ -35,6 +37,11 @@ export const MAX_ATTEMPTS = 4;
 /** True when `error` is the server's `conflict` and another attempt is allowed. */
 export function shouldRetry(error: unknown, attempt: number): boolean {
   return isKeyholeError(error) && error.code === "conflict" && attempt < MAX_ATTEMPTS;
+}
+
+/** An `untrusted_server` verdict worth re-checking with a fresh view (see `putSecretValue`). */
+function isPinRace(error: unknown, attempt: number): boolean {
+  return isKeyholeError(error) && error.code === "untrusted_server" && attempt < MAX_ATTEMPTS;
 }
 
 /** `/v1/owner/secrets/<name>`. */
@@ -91,7 +98,16 @@ export async function putSecretValue(
     const id = view?.id ?? newId("secret");
     const expected = view?.version ?? 0;
     // Who gets a wrap is decided by this machine's pins; the server's list must agree.
-    const plan = view === null ? [] : await planSecretWraps(session, view);
+    let plan: Awaited<ReturnType<typeof planSecretWraps>>;
+    try {
+      plan = view === null ? [] : await planSecretWraps(session, view);
+    } catch (error) {
+      // Another owner command can change a grant between our read of the server's list and
+      // our read of the pins. Look again, a moment later, before calling the server a liar.
+      if (!isPinRace(error, attempt)) throw error;
+      await sleep(50 * attempt);
+      continue;
+    }
     const ref = { vaultId: session.vaultId, secretId: id, version: expected + 1 };
     const sealed = await sealNewVersion(session, ref, name, value);
     let body: SecretPutRequest;
