@@ -21,6 +21,7 @@ import {
   removeFile,
 } from "./data-dir.js";
 import { lockDataDir } from "./data-lock.js";
+import { answerClientError } from "./http/client-error.js";
 import { Logger, type LogLevel } from "./log.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
@@ -161,6 +162,7 @@ export async function startServerWith(
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
     });
     const server: Server = tls ? createHttpsServer(tls, app.handle) : createHttpServer(app.handle);
+    server.on("clientError", answerClientError);
     // Slow clients cannot hold a connection forever.
     server.requestTimeout = 30_000;
     server.headersTimeout = 15_000;
