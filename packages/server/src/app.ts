@@ -27,6 +27,7 @@ import type { RevokedTokens } from "./auth/revoked-tokens.js";
 import { readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
+import { InFlightLimit } from "./http/in-flight.js";
 import { type Route, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
 import { Metrics, metricsRoute, TextBody } from "./metrics.js";
@@ -54,6 +55,8 @@ export interface AppDeps {
   readonly limits?: LimiterOptions;
   /** Serve `GET /metrics`; default false (then it is a 404 like any unknown path). */
   readonly metrics?: boolean;
+  /** Requests in flight before new ones are shed with 503 (tests shrink it). */
+  readonly maxInFlight?: number;
 }
 
 /** The request handler and its background duty. */
@@ -66,8 +69,11 @@ export interface App {
 const MAX_USER_AGENT = 256;
 const MAX_LOGGED_PATH = 512;
 
+const SHED = "the server is at capacity; retry shortly";
+
 /** Builds the app. */
 export function createApp(deps: AppDeps): App {
+  const inFlight = new InFlightLimit(deps.maxInFlight);
   const failures = new FailedAuthRecorder(deps.store, deps.clock);
   const gate = new AuthGate({
     store: deps.store,
@@ -210,6 +216,22 @@ export function createApp(deps: AppDeps): App {
         },
         deps.clock,
       );
+      if (!inFlight.admit(ctx.path)) {
+        // The body is not read: close the connection rather than drain it.
+        send(
+          res,
+          ctx.requestId,
+          503,
+          { error: { code: "unavailable", message: SHED } },
+          {
+            "retry-after": "1",
+            connection: "close",
+          },
+        );
+        metrics?.observe(null, 503, performance.now() - started);
+        return;
+      }
+      res.once("close", () => inFlight.release());
       run(req, res, ctx)
         .then(({ status, route }) => {
           const durationMs = performance.now() - started;

@@ -78,6 +78,7 @@ export const DEFAULT_PORT = 8250;
 export interface ServerInternals {
   readonly openStore?: (path: string) => Store;
   readonly limits?: LimiterOptions;
+  readonly maxInFlight?: number;
 }
 
 /** Starts the server. */
@@ -160,6 +161,7 @@ export async function startServerWith(
       logger,
       metrics: options.metrics === true,
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
+      ...(internals.maxInFlight === undefined ? {} : { maxInFlight: internals.maxInFlight }),
     });
     const server: Server = tls ? createHttpsServer(tls, app.handle) : createHttpServer(app.handle);
     server.on("clientError", answerClientError);

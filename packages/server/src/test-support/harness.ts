@@ -45,6 +45,7 @@ export interface TestServer {
 export interface TestServerOptions {
   readonly clock?: TestClock;
   readonly limits?: LimiterOptions;
+  readonly maxInFlight?: number;
   readonly logLevel?: LogLevel;
   /** Reuse a data directory (to restart on the same data). */
   readonly dataDir?: string;
@@ -83,6 +84,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         return options.wrapStore ? options.wrapStore(store) : store;
       },
       ...(options.limits === undefined ? {} : { limits: options.limits }),
+      ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
     },
   );
   return {
