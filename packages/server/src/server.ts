@@ -79,6 +79,10 @@ export interface ServerInternals {
   readonly openStore?: (path: string) => Store;
   readonly limits?: LimiterOptions;
   readonly maxInFlight?: number;
+  readonly maxConnections?: number;
+  readonly headersTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  readonly timeoutCheckMs?: number;
 }
 
 /** Starts the server. */
@@ -163,12 +167,18 @@ export async function startServerWith(
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
       ...(internals.maxInFlight === undefined ? {} : { maxInFlight: internals.maxInFlight }),
     });
-    const server: Server = tls ? createHttpsServer(tls, app.handle) : createHttpServer(app.handle);
+    // Node checks the header and request timeouts below only this often (default 30 s).
+    const checking = { connectionsCheckingInterval: internals.timeoutCheckMs ?? 2_000 };
+    const server: Server = tls
+      ? createHttpsServer({ ...tls, ...checking }, app.handle)
+      : createHttpServer(checking, app.handle);
     server.on("clientError", answerClientError);
     // Slow clients cannot hold a connection forever.
-    server.requestTimeout = 30_000;
-    server.headersTimeout = 15_000;
+    server.requestTimeout = internals.requestTimeoutMs ?? 30_000;
+    server.headersTimeout = internals.headersTimeoutMs ?? 15_000;
     server.keepAliveTimeout = 5_000;
+    // A last resort against running out of file descriptors: beyond it new sockets are closed.
+    server.maxConnections = internals.maxConnections ?? 1024;
     await listen(server, port, host);
     const actualPort = (server.address() as AddressInfo).port;
     const flush = setInterval(() => {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LimiterOptions } from "../auth/rate-limit.js";
 import type { LogLevel } from "../log.js";
-import { type RunningServer, startServerWith } from "../server.js";
+import { type RunningServer, type ServerInternals, startServerWith } from "../server.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { Store } from "../store/store.js";
 
@@ -46,6 +46,11 @@ export interface TestServerOptions {
   readonly clock?: TestClock;
   readonly limits?: LimiterOptions;
   readonly maxInFlight?: number;
+  /** Passed to the server's internals (connection cap, timeouts). */
+  readonly internals?: Pick<
+    ServerInternals,
+    "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs" | "timeoutCheckMs"
+  >;
   readonly logLevel?: LogLevel;
   /** Reuse a data directory (to restart on the same data). */
   readonly dataDir?: string;
@@ -85,6 +90,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       },
       ...(options.limits === undefined ? {} : { limits: options.limits }),
       ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+      ...options.internals,
     },
   );
   return {
