@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import {
   AUDIT_GENESIS,
   type AuditEntryView,
+  auditFieldsFromView,
   type CheckpointView,
   chainAuditHash,
   decodeBase64url,
@@ -258,25 +259,7 @@ describe("audit: the chain and its checkpoints", () => {
     const entries = await tampered([]);
     let head = AUDIT_GENESIS;
     for (const e of entries.slice(0, pinned.size)) {
-      head = chainAuditHash(
-        head,
-        {
-          seq: e.seq,
-          ts: e.ts,
-          requestId: e.request_id,
-          actorType: e.actor_type,
-          actorId: e.actor_id,
-          action: e.action,
-          result: e.result,
-          agentId: e.agent_id,
-          secretId: e.secret_id,
-          secretVersion: e.secret_version,
-          clientIp: e.client_ip,
-          userAgent: e.user_agent,
-          detail: e.detail,
-        },
-        sha256Sync,
-      );
+      head = chainAuditHash(head, auditFieldsFromView(e), sha256Sync);
       assert.equal(e.hash, encodeBase64url(head));
     }
     assert.equal(pinned.head, encodeBase64url(head));
@@ -331,25 +314,7 @@ describe("audit: the chain and its checkpoints", () => {
     // The attacker recomputes every hash after the edit; only the pinned checkpoint catches it.
     let head = AUDIT_GENESIS;
     const rehashed = entries.map((e) => {
-      head = chainAuditHash(
-        head,
-        {
-          seq: e.seq,
-          ts: e.ts,
-          requestId: e.request_id,
-          actorType: e.actor_type,
-          actorId: e.actor_id,
-          action: e.action,
-          result: e.result,
-          agentId: e.agent_id,
-          secretId: e.secret_id,
-          secretVersion: e.secret_version,
-          clientIp: e.client_ip,
-          userAgent: e.user_agent,
-          detail: e.detail,
-        },
-        sha256Sync,
-      );
+      head = chainAuditHash(head, auditFieldsFromView(e), sha256Sync);
       return { ...e, hash: encodeBase64url(head) };
     });
     assert.equal(verifyAuditChain(rehashed).ok, true);
