@@ -27,6 +27,8 @@ export {
   utf8,
   zeroize,
 } from "./bytes.js";
+export type { Cidr, CidrParse } from "./cidr.js";
+export { canonicalCidrs, cidrContains, isCanonicalCidrs, MAX_CIDRS, parseCidr } from "./cidr.js";
 export { crc32 } from "./crc32.js";
 export type { SecretVersionRef, ValueEnvelope } from "./envelope.js";
 export {
@@ -60,6 +62,7 @@ export type { RecipientKeyPair } from "./hpke.js";
 export { deriveRecipientKeyPair, hpkeOpen, hpkeSeal } from "./hpke.js";
 export type { IdKind } from "./ids.js";
 export { ID_PREFIX, isId, isValidName, newId } from "./ids.js";
+export { formatIpAddress, parseIpAddress } from "./ip-address.js";
 export type { SigningKey } from "./keys.js";
 export {
   fingerprint,
