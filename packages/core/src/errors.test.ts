@@ -22,6 +22,7 @@ const WIRE_TABLE: Record<string, number> = {
   already_initialized: 409,
   internal: 500,
   unavailable: 503,
+  storage_unavailable: 503,
 };
 
 const ALL_CODES = Object.keys(ERROR_STATUS) as KeyholeErrorCode[];

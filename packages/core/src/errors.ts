@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal: 500,
   unavailable: 503,
+  storage_unavailable: 503,
   // Client-side only.
   invalid_token: 0,
   invalid_envelope: 0,
@@ -100,6 +101,9 @@ const DEFAULT_MESSAGES: Record<KeyholeErrorCode, string> = {
   rate_limited: "too many failed attempts; retry later",
   internal: "internal error",
   unavailable: "the server is unavailable",
+  storage_unavailable:
+    "the server cannot write to its database (disk full or read-only); nothing was changed, " +
+    "retry later",
   invalid_token: "the agent token is malformed",
   invalid_envelope: "invalid envelope",
   decrypt_failed: "decryption failed",

@@ -65,6 +65,9 @@ describe("errorFromResponse", () => {
       undefined,
     );
     assert.equal(errorFromResponse(429, body("rate_limited"), null).retryAfterSeconds, undefined);
+    assert.equal(errorFromResponse(503, body("unavailable"), "1").retryAfterSeconds, 1);
+    assert.equal(errorFromResponse(503, body("storage_unavailable"), "5").retryAfterSeconds, 5);
+    assert.equal(errorFromResponse(409, body("conflict"), "5").retryAfterSeconds, undefined);
   });
 });
 

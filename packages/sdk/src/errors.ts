@@ -33,7 +33,7 @@ export function errorFromResponse(
     return untrustedServer(`error code does not match HTTP ${status}`);
   }
   const message = `${HINTS[code] ?? new KeyholeError(code).message} (HTTP ${status})`;
-  if (code === "rate_limited") {
+  if (RETRYABLE.has(code)) {
     const seconds = parseRetryAfter(retryAfter);
     if (seconds !== undefined)
       return new KeyholeError(code, message, { retryAfterSeconds: seconds });
@@ -73,6 +73,13 @@ export function timeoutError(origin: string, timeoutMs: number): KeyholeError {
 }
 
 // Friendlier words for the answers an agent actually meets; the rest use core's defaults.
+/** Answers that say when to try again (`Retry-After`), which we pass on to the caller. */
+const RETRYABLE: ReadonlySet<string> = new Set([
+  "rate_limited",
+  "unavailable",
+  "storage_unavailable",
+]);
+
 const HINTS: Partial<Record<string, string>> = {
   unauthenticated: "the server rejected the agent token (wrong, rotated, revoked or expired)",
   forbidden: "the agent token may not do this",

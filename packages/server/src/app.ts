@@ -12,6 +12,10 @@
  * request to an audited route fails *after* authentication and before any entry was committed
  * (bad body, unknown name, lost race), one fallback entry records the refusal, so every attempt
  * leaves exactly one entry; if even that write fails, the answer is a 500 (fail closed).
+ *
+ * Storage faults (a full or read-only disk, store/storage-errors.ts) are answered with a coded
+ * 503 and `Retry-After`, logged once with their SQLite code, and take `/readyz` down until a
+ * write succeeds again; the failed transaction has been rolled back.
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -37,6 +41,7 @@ import { ownerAuditRoutes } from "./routes/owner-audit.js";
 import { ownerGrantRoutes } from "./routes/owner-grants.js";
 import { ownerSecretRoutes } from "./routes/owner-secrets.js";
 import { publicRoutes } from "./routes/public.js";
+import { StorageHealth, storageCause } from "./store/storage-errors.js";
 import type { Store } from "./store/store.js";
 import type { VaultState } from "./vault-state.js";
 
@@ -87,8 +92,9 @@ export function createApp(deps: AppDeps): App {
     failures,
   });
   const metrics = deps.metrics === true ? new Metrics() : null;
+  const storage = new StorageHealth(deps.clock);
   const router = new Router([
-    ...publicRoutes({ ...deps, gate }),
+    ...publicRoutes({ ...deps, gate, storage }),
     ...(metrics === null ? [] : [metricsRoute({ ...deps, metrics })]),
     ...agentRoutes(deps),
     ...ownerAgentRoutes(deps),
@@ -127,7 +133,7 @@ export function createApp(deps: AppDeps): App {
     } catch (error) {
       const failure = await toFailure(error, ctx, route);
       const headers: Record<string, string> = {};
-      if (failure.code === "rate_limited") {
+      if (failure.code === "rate_limited" || failure.retryAfterSeconds !== undefined) {
         headers["retry-after"] = String(failure.retryAfterSeconds ?? 1);
       }
       // Stop reading an oversized body: close the connection rather than drain it.
@@ -155,6 +161,7 @@ export function createApp(deps: AppDeps): App {
       deps.logger.unexpected("unexpected error", error, ctx.requestId);
       return new KeyholeError("internal");
     }
+    if (noteStorageFailure(error, ctx)) return error;
     if (error.status >= 500 || ctx.audited || ctx.principal === null) return error;
     try {
       if (error.code === "unauthenticated" && ctx.principal.kind === "agent") {
@@ -189,9 +196,28 @@ export function createApp(deps: AppDeps): App {
       ) {
         return failure;
       }
+      // The disk filled up between the operation and its fallback entry: still a coded 503.
+      if (isKeyholeError(failure) && noteStorageFailure(failure, ctx)) return failure;
       deps.logger.unexpected("audit write failed", failure, ctx.requestId);
       return new KeyholeError("internal");
     }
+  }
+
+  /**
+   * For an answer made from a storage fault: one log line naming the SQLite code (never the
+   * error's message), a count, and readiness down. False for any other error.
+   */
+  function noteStorageFailure(error: KeyholeError, ctx: RequestContext): boolean {
+    const cause = storageCause(error);
+    if (cause === null) return false;
+    deps.logger.event("error", "storage failure", {
+      request_id: ctx.requestId,
+      sqlite_code: cause,
+      answer: error.code,
+    });
+    metrics?.storageFailure(cause);
+    if (error.code === "storage_unavailable") storage.failed();
+    return true;
   }
 
   return {
@@ -234,6 +260,8 @@ export function createApp(deps: AppDeps): App {
       res.once("close", () => inFlight.release());
       run(req, res, ctx)
         .then(({ status, route }) => {
+          // A 2xx on an audited route committed a write (its entry): the storage works.
+          if (status < 300 && route?.action !== undefined) storage.succeeded();
           const durationMs = performance.now() - started;
           metrics?.observe(route, status, durationMs);
           deps.logger.request({

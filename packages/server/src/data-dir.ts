@@ -60,7 +60,7 @@ const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
  * the paths in it.
  */
 export function prepareDataDir(dir: string, owner = currentOwner()): DataDirFiles {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirectory(dir);
   const stat = statSync(dir);
   if (!stat.isDirectory()) {
     throw new KeyholeError("config_error", `the data directory ${dir} is not a directory`);
@@ -155,6 +155,20 @@ export function assertOwnerOnly(path: string, mode: number): void {
   }
 }
 
+/**
+ * `mkdir -p` with mode 0700. Node's recursive mkdir reports `ENOENT` when the parent exists but
+ * is read-only; a plain mkdir then gives the real reason (`EROFS`, `ENOSPC`), which start-up
+ * turns into a clear message.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    if ((error as { code?: string }).code !== "ENOENT") throw error;
+    mkdirSync(dir, { mode: 0o700 });
+  }
+}
+
 function assertOwnedBy(path: string, stat: Stats, owner: number | null): void {
   if (owner !== null && stat.uid !== owner) {
     throw new KeyholeError(
@@ -204,9 +218,13 @@ function createPrivateFile(path: string, bytes: Uint8Array, owner: number | null
   try {
     writeSync(fd, bytes);
     fsyncSync(fd);
-  } finally {
+  } catch (error) {
+    // A full disk: leave no empty temporary behind for every failed start.
     closeSync(fd);
+    rmSync(temporary, { force: true });
+    throw error;
   }
+  closeSync(fd);
   try {
     linkSync(temporary, path);
   } catch (error) {

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { isKeyholeError } from "@keyhole/core";
 import type { LogLevel } from "./log.js";
 import { type ServerOptions, startServer } from "./server.js";
+import { startupStorageError } from "./store/storage-errors.js";
 
 const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
@@ -62,7 +63,13 @@ async function main(): Promise<void> {
     options.logLevel = level as LogLevel;
   }
 
-  const server = await startServer(options);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(options);
+  } catch (error) {
+    // A full disk or read-only data directory: say so, rather than a bare ENOSPC or EROFS.
+    throw startupStorageError(error, dataDir) ?? error;
+  }
   process.stderr.write(`keyhole server listening on ${server.url}\n`);
   if (server.bootstrapCode !== null) {
     process.stderr.write(`bootstrap code: ${server.bootstrapCode}\n`);

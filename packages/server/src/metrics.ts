@@ -6,7 +6,8 @@
  *
  * Labels come from a closed vocabulary only: the router's pattern (`/v1/agent/secrets/:name`,
  * never the raw path, which holds secret and agent names), the route's method, the status class
- * and the route's role. No secret name, agent name, token id or client address can reach a label.
+ * and the route's role, and SQLite result codes (`SQLITE_FULL`) for storage failures. No secret
+ * name, agent name, token id or client address can reach a label.
  */
 import { KeyholeError } from "@keyhole/core";
 import type { Role, Route } from "./http/router.js";
@@ -40,6 +41,13 @@ export class Metrics {
   /** `method route` → histogram. */
   readonly #latency = new Map<string, Latency>();
   readonly #authFailures = new Map<Role, number>();
+  /** SQLite result code → writes refused for lack of storage (store/storage-errors.ts). */
+  readonly #storageFailures = new Map<string, number>();
+
+  /** Counts a request answered 503 for a storage fault or lock contention, by SQLite code. */
+  storageFailure(sqliteCode: string): void {
+    this.#storageFailures.set(sqliteCode, (this.#storageFailures.get(sqliteCode) ?? 0) + 1);
+  }
 
   /** Counts a finished request; `route` null when none matched. */
   observe(route: Route | null, status: number, durationMs: number): void {
@@ -92,6 +100,14 @@ export class Metrics {
     );
     for (const role of ["agent", "owner", "public"] as const) {
       out.push(`keyhole_auth_failures_total{role="${role}"} ${this.#authFailures.get(role) ?? 0}`);
+    }
+    out.push(
+      "# HELP keyhole_storage_failures_total Requests refused for storage faults or lock " +
+        "contention, by SQLite code.",
+      "# TYPE keyhole_storage_failures_total counter",
+    );
+    for (const [code, count] of this.#storageFailures) {
+      out.push(`keyhole_storage_failures_total{${labels({ code })}} ${count}`);
     }
     out.push(
       "# HELP keyhole_audit_chain_length Entries in the audit hash chain.",

@@ -83,6 +83,8 @@ export interface ServerInternals {
   readonly headersTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   readonly timeoutCheckMs?: number;
+  /** Runs PRAGMAs on the SQLite connection (storage fault injection: a full or read-only disk). */
+  readonly storagePragma?: (run: (pragma: string) => unknown) => void;
 }
 
 /** Starts the server. */
@@ -123,7 +125,11 @@ export async function startServerWith(
   const lock = lockDataDir(options.dataDir);
   let store: Store;
   try {
-    store = (internals.openStore ?? ((path) => openSqliteStore({ path })))(files.db);
+    const pragmaHook = internals.storagePragma;
+    store = (
+      internals.openStore ??
+      ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
+    )(files.db);
   } catch (error) {
     lock.release();
     throw error;

@@ -1,7 +1,9 @@
 /**
  * Public routes: liveness (`/healthz`: the process answers), readiness (`/readyz`: the store
- * answers a query and the vault record is loaded), vault info, and the one-time `POST /v1/init` that binds the owner's
- * keys to the vault, proven by the bootstrap code and a signature with the new owner key.
+ * answers a query, the vault record is loaded and no write has failed for lack of storage
+ * lately, see store/storage-errors.ts), vault info, and the one-time `POST /v1/init` that binds
+ * the owner's keys to the vault, proven by the bootstrap code and a signature with the new owner
+ * key.
  */
 import {
   encodeBase64url,
@@ -16,6 +18,7 @@ import type { BootstrapCode } from "../auth/bootstrap.js";
 import type { AuthGate } from "../auth/gate.js";
 import type { Route } from "../http/router.js";
 import type { Logger } from "../log.js";
+import type { StorageHealth } from "../store/storage-errors.js";
 import type { Store } from "../store/store.js";
 import { checkBody } from "../validate.js";
 import type { VaultState } from "../vault-state.js";
@@ -30,6 +33,7 @@ export interface PublicDeps {
   readonly auditKey: AuditKey;
   readonly bootstrap: BootstrapCode;
   readonly gate: Pick<AuthGate, "fail" | "refuseBlockedSource">;
+  readonly storage: Pick<StorageHealth, "failing">;
 }
 
 /** `GET /healthz`, `GET /readyz`, `GET /v1/info`, `POST /v1/init`. */
@@ -57,6 +61,8 @@ export function publicRoutes(deps: PublicDeps): Route[] {
         if (vault?.vaultId !== deps.vault.vaultId) {
           throw new KeyholeError("unavailable", "the vault record is not loaded");
         }
+        // Reads still work on a full disk, but nearly every answer needs an audit entry written.
+        if (deps.storage.failing()) throw new KeyholeError("storage_unavailable");
         return { status: 200, body: { status: "ready" } };
       },
     },

@@ -19,6 +19,7 @@ import {
   translateError,
   type VersionRow,
 } from "./sqlite-rows.js";
+import { storageError } from "./storage-errors.js";
 import type {
   AgentPrincipal,
   AgentSummary,
@@ -39,7 +40,11 @@ export class SqliteDb {
   readonly #statements = new Map<string, Database.Statement>();
   readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
 
-  constructor(path: string, beforeAuditAppend?: (entry: AuditFields) => void) {
+  constructor(
+    path: string,
+    beforeAuditAppend?: (entry: AuditFields) => void,
+    pragmaHook?: (run: (pragma: string) => unknown) => void,
+  ) {
     // Create the file ourselves so it is 0600 from the start; SQLite gives -wal and -shm the
     // mode of the database file.
     closeSync(openSync(path, "a", 0o600));
@@ -56,6 +61,8 @@ export class SqliteDb {
       this.#db.pragma("secure_delete = ON");
       this.#db.pragma("busy_timeout = 5000");
       this.#migrate();
+      // Test-only: fault injection on this very connection (max_page_count, query_only).
+      pragmaHook?.((pragma) => this.#db.pragma(pragma));
     } catch (error) {
       this.#db.close();
       throw error;
@@ -80,12 +87,12 @@ export class SqliteDb {
     return statement;
   }
 
-  /** Runs a read, translating storage errors. */
+  /** Runs a read, translating storage errors (a full or read-only disk: storage-errors.ts). */
   read<T>(fn: () => T): T {
     try {
       return fn();
     } catch (error) {
-      throw translateError(error);
+      throw storageError(error) ?? translateError(error);
     }
   }
 

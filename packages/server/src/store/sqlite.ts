@@ -80,6 +80,11 @@ export interface SqliteStoreOptions {
    * Throwing from it must fail the whole operation (SECURITY-TESTS #18).
    */
   readonly beforeAuditAppend?: (entry: AuditFields) => void;
+  /**
+   * Test-only fault injection: receives a function that runs a PRAGMA on the store's own
+   * connection (`max_page_count` for a full disk, `query_only` for a read-only one).
+   */
+  readonly pragmaHook?: (run: (pragma: string) => unknown) => void;
 }
 
 /** Opens the SQLite store, creating the file and applying pending migrations. */
@@ -101,7 +106,7 @@ class SqliteStore implements Store {
   readonly #db: SqliteDb;
 
   constructor(options: SqliteStoreOptions) {
-    this.#db = new SqliteDb(options.path, options.beforeAuditAppend);
+    this.#db = new SqliteDb(options.path, options.beforeAuditAppend, options.pragmaHook);
   }
 
   async getVault(): Promise<VaultRecord | null> {

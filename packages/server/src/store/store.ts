@@ -9,7 +9,8 @@
  *   append fails, the whole operation fails and nothing is returned (fail closed).
  * - Expected absence is a return value (`null`, `false`), not an exception. A lost race (version
  *   check, name taken, grant set changed) rejects with `KeyholeError("conflict")`; storage
- *   trouble rejects with `KeyholeError("unavailable")` or an ordinary error (a 500).
+ *   trouble rejects with `storage_unavailable` (disk full, read-only, I/O error) or
+ *   `unavailable` (locked), see storage-errors.ts; anything else is a bug (a 500).
  * - Times are milliseconds since the epoch, passed in by the caller: the store has no clock.
  * - A grant is *active* when its agent is neither revoked nor expired (`expires_at > now`) and
  *   the grant itself has not expired (`not_after` 0 or `> now`). Expiry is exclusive: at

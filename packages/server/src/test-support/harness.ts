@@ -49,7 +49,7 @@ export interface TestServerOptions {
   /** Passed to the server's internals (connection cap, timeouts). */
   readonly internals?: Pick<
     ServerInternals,
-    "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs" | "timeoutCheckMs"
+    "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs" | "timeoutCheckMs" | "storagePragma"
   >;
   readonly logLevel?: LogLevel;
   /** Reuse a data directory (to restart on the same data). */
@@ -58,6 +58,8 @@ export interface TestServerOptions {
   readonly wrapStore?: (store: Store) => Store;
   /** `ServerOptions.allowMissingRevocations`. */
   readonly allowMissingRevocations?: boolean;
+  /** `ServerOptions.metrics`. */
+  readonly metrics?: boolean;
 }
 
 /** Starts a server for one test file or test. */
@@ -77,6 +79,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       ...(options.allowMissingRevocations === undefined
         ? {}
         : { allowMissingRevocations: options.allowMissingRevocations }),
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     },
     {
       openStore: (path) => {
@@ -85,6 +88,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
           beforeAuditAppend: () => {
             if (auditFault.fail) throw new Error("injected audit failure");
           },
+          ...(options.internals?.storagePragma === undefined
+            ? {}
+            : { pragmaHook: options.internals.storagePragma }),
         });
         return options.wrapStore ? options.wrapStore(store) : store;
       },
