@@ -4,7 +4,7 @@
  * strict parsers for durations, lists and names that several commands share.
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { isValidName, KeyholeError } from "@keyhole/core";
+import { canonicalCidrs, isValidName, KeyholeError } from "@keyhole/core";
 import type { Io } from "./io.js";
 
 /** The option table of one command, as `parseArgs` takes it. */
@@ -78,9 +78,9 @@ function describeParseError(error: unknown): string {
 }
 
 /** Keeps user input echoed in an error short and free of control characters. */
-function printable(text: string): string {
+function printable(text: string, max = 40): string {
   const clean = text.replace(/[\p{Cc}\p{Cf}]/gu, "?");
-  return clean.length > 40 ? `${clean.slice(0, 40)}…` : clean;
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 
 /** A string option's value, or undefined. */
@@ -135,6 +135,18 @@ export function parseList(text: string, option: string): string[] {
   const items = text.split(",").map((item) => item.trim());
   if (items.some((item) => item === "")) throw usageError(`${option} has an empty item`);
   return items;
+}
+
+/**
+ * Splits `10.0.0.0/8,2001:db8::/32` into canonical CIDR text (core `canonicalCidrs`: sorted,
+ * unique; a bare address is one host). A bad range is a usage error naming it and the reason.
+ */
+export function parseCidrList(text: string, option: string): string[] {
+  try {
+    return canonicalCidrs(parseList(text, option));
+  } catch (error) {
+    throw usageError(`${option}: ${printable((error as Error).message, 200)}`);
+  }
 }
 
 /** Checks a secret or agent name against the contract's pattern. */

@@ -23,6 +23,12 @@ export function formatSize(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
+/** A grant's read budget: `unlimited`, or `N of M` reads left. */
+export function formatReadsLeft(grant: { max_uses: number; uses: number }): string {
+  if (grant.max_uses === 0) return "unlimited";
+  return `${Math.max(0, grant.max_uses - grant.uses)} of ${grant.max_uses}`;
+}
+
 /**
  * Renders rows under upper-case headers, columns padded to the widest cell, two spaces apart,
  * with no trailing spaces. Cells are sanitised. An empty table prints only the header.

@@ -79,6 +79,11 @@ export interface GrantUpload {
   sig: string;
 }
 
+/** `POST /v1/owner/grants`: a grant upload with its read budget (0: no limit). */
+export interface GrantAddRequest extends GrantUpload {
+  max_uses: number;
+}
+
 /** An agent as the owner sees it. */
 export interface AgentView {
   id: string;
@@ -87,6 +92,8 @@ export interface AgentView {
   created_at: number;
   key_sig: string;
   expires_at: number | null;
+  /** Canonical CIDR ranges its token is accepted from; empty means anywhere. */
+  allowed_cidrs: string[];
   revoked_at: number | null;
   last_used_at: number | null;
   grant_count: number;
@@ -102,6 +109,8 @@ export interface AgentCreateRequest {
   token_id: string;
   auth_key: string;
   expires_at: number | null;
+  /** Canonical CIDR ranges (core `canonicalCidrs`); empty means anywhere. */
+  allowed_cidrs: string[];
   grants: GrantUpload[];
 }
 
@@ -126,6 +135,10 @@ export interface GrantView {
   not_after: number;
   allowed_hosts: string[];
   created_at: number;
+  /** Reads allowed in all, 0 for no limit. */
+  max_uses: number;
+  /** Reads spent against `max_uses`. */
+  uses: number;
 }
 
 /** One line of a revoked agent's blast radius. */

@@ -29,7 +29,7 @@ import type { PepperRing } from "./auth/pepper.js";
 import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
 import type { RevokedTokens } from "./auth/revoked-tokens.js";
 import { readBody } from "./http/body.js";
-import { normalizeAddress, sourceKey } from "./http/client-address.js";
+import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
 import { InFlightLimit } from "./http/in-flight.js";
 import { type Route, Router } from "./http/router.js";
@@ -62,6 +62,8 @@ export interface AppDeps {
   readonly metrics?: boolean;
   /** Requests in flight before new ones are shed with 503 (tests shrink it). */
   readonly maxInFlight?: number;
+  /** CIDR ranges of reverse proxies whose `X-Forwarded-For` is believed; default none. */
+  readonly trustedProxies?: readonly string[];
 }
 
 /** The request handler and its background duty. */
@@ -79,6 +81,7 @@ const SHED = "the server is at capacity; retry shortly";
 /** Builds the app. */
 export function createApp(deps: AppDeps): App {
   const inFlight = new InFlightLimit(deps.maxInFlight);
+  const proxies = new TrustedProxies(deps.trustedProxies);
   const failures = new FailedAuthRecorder(deps.store, deps.clock);
   const gate = new AuthGate({
     store: deps.store,
@@ -107,6 +110,7 @@ export function createApp(deps: AppDeps): App {
     req: IncomingMessage,
     res: ServerResponse,
     ctx: RequestContext,
+    addressProblem: string | null,
   ): Promise<{
     status: number;
     route: Route | null;
@@ -115,6 +119,8 @@ export function createApp(deps: AppDeps): App {
     try {
       // Bounded, and first: an unread body would otherwise be drained, unbounded, after the reply.
       ctx.rawBody = await readBody(req);
+      // A trusted proxy sent an X-Forwarded-For we cannot read: no client address to enforce.
+      if (addressProblem !== null) throw new KeyholeError("bad_request", addressProblem);
       ctx.query = parseQuery(ctx.queryText);
       if (!ctx.path.startsWith("/")) throw new KeyholeError("not_found");
       checkPercentEncoding(ctx.path);
@@ -225,7 +231,11 @@ export function createApp(deps: AppDeps): App {
       const started = performance.now();
       const target = req.url ?? "";
       const q = target.indexOf("?");
-      const clientIp = normalizeAddress(req.socket.remoteAddress);
+      const client = proxies.resolve(
+        normalizeAddress(req.socket.remoteAddress),
+        req.headers["x-forwarded-for"],
+      );
+      const clientIp = client.address;
       const ctx = new RequestContext(
         {
           requestId: randomBytes(12).toString("base64url"),
@@ -258,7 +268,7 @@ export function createApp(deps: AppDeps): App {
         return;
       }
       res.once("close", () => inFlight.release());
-      run(req, res, ctx)
+      run(req, res, ctx, client.ok ? null : client.problem)
         .then(({ status, route }) => {
           // A 2xx on an audited route committed a write (its entry): the storage works.
           if (status < 300 && route?.action !== undefined) storage.succeeded();

@@ -418,7 +418,7 @@ describe("fuzzing every route over HTTP", () => {
     agent = await owner.createAgent("ci", ["db"]);
     const minted = await owner.mintAgent("fresh");
     const create = await owner.agentCreateBody(minted, ["db"]);
-    const { id: _id, name: _name, expires_at: _expires, ...rotate } = create;
+    const { id: _id, name: _name, expires_at: _expires, allowed_cidrs: _cidrs, ...rotate } = create;
     const put = await owner.secretPutBody("db", canary());
     const grant = await owner.grantUpload(await owner.openSecret("db"), minted);
     const init = {
@@ -427,7 +427,7 @@ describe("fuzzing every route over HTTP", () => {
       owner_enc_pk: encodeBase64url(owner.enc.publicKey),
       proof: encodeBase64url(new Uint8Array(64)),
     };
-    templates = [create, rotate, put, { ...grant }, init];
+    templates = [create, rotate, put, { ...grant, max_uses: 3 }, init];
   });
 
   after(async () => {

@@ -12,7 +12,7 @@ import { startupStorageError } from "./store/storage-errors.js";
 
 const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
-                      [--allow-missing-revocations]
+                      [--allow-missing-revocations] [--trusted-proxy CIDR,...]
 `;
 
 const LEVELS: readonly string[] = ["silent", "error", "info", "debug"];
@@ -34,6 +34,7 @@ async function main(): Promise<void> {
         "tls-key": { type: "string" },
         "log-level": { type: "string" },
         "allow-missing-revocations": { type: "boolean" },
+        "trusted-proxy": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -57,6 +58,9 @@ async function main(): Promise<void> {
   if (typeof values["tls-cert"] === "string") options.tlsCert = values["tls-cert"];
   if (typeof values["tls-key"] === "string") options.tlsKey = values["tls-key"];
   if (values["allow-missing-revocations"] === true) options.allowMissingRevocations = true;
+  // Checked (strictly, with a clear error) by startServer.
+  const proxies = values["trusted-proxy"];
+  if (typeof proxies === "string") options.trustedProxies = proxies.split(",").map((p) => p.trim());
   const level = values["log-level"];
   if (typeof level === "string") {
     if (!LEVELS.includes(level)) usage("--log-level must be silent, error, info or debug");

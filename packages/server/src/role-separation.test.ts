@@ -103,7 +103,11 @@ describe("role separation (SECURITY-TESTS #4)", () => {
   it("B's wrap cannot be planted as A's grant: misaddressed wraps are 400", async () => {
     const secretB = await owner.openSecret("secret-b");
     const forBeta = await owner.grantUpload(secretB, beta);
-    const res = await owner.request("POST", "/v1/owner/grants", { ...forBeta, agent_id: alpha.id });
+    const res = await owner.request("POST", "/v1/owner/grants", {
+      ...forBeta,
+      max_uses: 0,
+      agent_id: alpha.id,
+    });
     assert.equal(res.status, 400);
     assert.equal((await agentGet(t.url, alpha, "/v1/agent/secrets/secret-b")).status, 404);
   });

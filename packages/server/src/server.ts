@@ -21,6 +21,7 @@ import {
   removeFile,
 } from "./data-dir.js";
 import { lockDataDir } from "./data-lock.js";
+import { TrustedProxies } from "./http/client-address.js";
 import { answerClientError } from "./http/client-error.js";
 import { Logger, type LogLevel } from "./log.js";
 import { openSqliteStore } from "./store/sqlite.js";
@@ -55,6 +56,12 @@ export interface ServerOptions {
    * failed authentications, audit chain length). Default false: the path is then a 404.
    */
   metrics?: boolean;
+  /**
+   * CIDR ranges (or single addresses) of reverse proxies in front of the server. Only from
+   * these is `X-Forwarded-For` read for the client address that rate limits, agent CIDR
+   * allowlists and the audit log use. Default none: the header is ignored.
+   */
+  trustedProxies?: readonly string[];
   /** The server clock (ms since the epoch), for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -108,11 +115,23 @@ export async function startServerWith(
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new KeyholeError("config_error", "TLS needs both a certificate and a key");
   }
+  // Checked before anything is created: a typo here must not start a server that trusts nobody.
+  const trustedProxies = options.trustedProxies ?? [];
+  const wideProxyRanges = new TrustedProxies(trustedProxies).wideRanges();
   const clock = options.now ?? Date.now;
   const logger = new Logger(
     options.logLevel ?? "info",
     options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   );
+  if (wideProxyRanges.length > 0) {
+    logger.event(
+      "error",
+      "a --trusted-proxy range is wider than one subnet: any host in it can set the client " +
+        "address (and so pass agent --cidr limits and dodge rate limits) with X-Forwarded-For; " +
+        "list the proxies themselves",
+      { ranges: wideProxyRanges.join(",") },
+    );
+  }
   const files = prepareDataDir(options.dataDir);
   const peppers = new PepperRing(loadOrCreateKeyFile(files.pepper, 32));
   const auditKey = auditKeyFromSeed(loadOrCreateKeyFile(files.auditKey, 32));
@@ -170,6 +189,7 @@ export async function startServerWith(
       clock,
       logger,
       metrics: options.metrics === true,
+      trustedProxies,
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
       ...(internals.maxInFlight === undefined ? {} : { maxInFlight: internals.maxInFlight }),
     });

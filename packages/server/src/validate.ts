@@ -7,10 +7,12 @@
 import {
   decodeBase64url,
   type IdKind,
+  isCanonicalCidrs,
   isCanonicalHosts,
   isId,
   isValidName,
   KeyholeError,
+  MAX_CIDRS,
 } from "@keyhole/core";
 
 /** Checks `value` at `path` and returns it typed, or throws `bad_request`. */
@@ -90,6 +92,13 @@ export function id(kind: IdKind): Check<string> {
 export const hosts: Check<string[]> = (value, path) => {
   const list = array(str(260), 64)(value, path);
   if (!isCanonicalHosts(list)) fail(path, "hosts must be valid, lower-case, sorted and unique");
+  return list;
+};
+
+/** A canonical CIDR list: valid networks, canonical text, sorted and unique. */
+export const cidrs: Check<string[]> = (value, path) => {
+  const list = array(str(64), MAX_CIDRS)(value, path);
+  if (!isCanonicalCidrs(list)) fail(path, "ranges must be valid, canonical, sorted and unique");
   return list;
 };
 

@@ -10,13 +10,14 @@ import {
   checkName,
   flag,
   JSON_OPTION,
+  parseCidrList,
   parseDuration,
   parseNameList,
   parseOrHelp,
   runSubcommand,
   stringOption,
 } from "../args.js";
-import { formatTable, formatTime } from "../format.js";
+import { formatReadsLeft, formatTable, formatTime } from "../format.js";
 import { type Io, note, printJson, writeOut } from "../io.js";
 import {
   type AgentWithToken,
@@ -36,7 +37,7 @@ const USAGE = `Usage: keyhole agent <command> [options]
 Manage agents: machine identities that each hold one narrow token.
 
 Commands:
-  create NAME [--grant a,b] [--expires 30d] [--token-file PATH]
+  create NAME [--grant a,b] [--expires 30d] [--cidr RANGES] [--token-file PATH]
                  create an agent, optionally granted secrets; prints its token once
   list           list agents
   show NAME      show an agent, its key check and its grants
@@ -47,7 +48,8 @@ Commands:
 Run \`keyhole agent <command> --help\` for the options of a command.
 `;
 
-const CREATE_USAGE = `Usage: keyhole agent create NAME [--grant a,b] [--expires 30d] [--token-file PATH]
+const CREATE_USAGE = `Usage: keyhole agent create NAME [--grant a,b] [--expires 30d] [--cidr RANGES]
+                           [--token-file PATH]
 
 Create an agent. Its token is made on this machine; the server only learns its public
 key (signed by the owner) and a verifier. The token is printed once to stdout, or, with
@@ -57,6 +59,11 @@ nothing secret is printed.
 Options:
   --grant a,b        grant these secrets (their current versions are wrapped for the agent)
   --expires DUR      the agent expires after DUR: 45s, 15m, 1h, 30d
+  --cidr RANGES      accept the token only from these source ranges, IPv4 or IPv6,
+                     comma-separated (10.0.0.0/8,2001:db8::/32; a bare address is one
+                     host). From elsewhere a valid token is refused like a wrong one and
+                     the audit log says likely_leak. Behind a reverse proxy, start the
+                     server with --trusted-proxy so it sees the real client address
   --token-file PATH  write the token to PATH (mode 0600) instead of stdout
   --insecure-http    allow plain http:// to a non-loopback address
   -h, --help         show this help
@@ -164,6 +171,7 @@ const create: Command = {
         ...CONNECT_OPTIONS,
         grant: { type: "string" },
         expires: { type: "string" },
+        cidr: { type: "string" },
         "token-file": { type: "string" },
       },
       ["NAME"],
@@ -174,11 +182,13 @@ const create: Command = {
     const secrets = grant === undefined ? [] : parseNameList(grant, "--grant");
     const expires = stringOption(args, "expires");
     const ttl = expires === undefined ? null : parseDuration(expires, "--expires");
+    const cidrText = stringOption(args, "cidr");
+    const allowedCidrs = cidrText === undefined ? [] : parseCidrList(cidrText, "--cidr");
     const tokenFile = stringOption(args, "token-file");
     await withSession(io, connect(io, flag(args, "insecure-http")), async (session) => {
       const expiresAt = ttl === null ? null : io.now() + ttl;
       const agent = await issueToken(io, name, tokenFile, () =>
-        createAgent(session, { name, secrets, expiresAt }),
+        createAgent(session, { name, secrets, expiresAt, allowedCidrs }),
       );
       const granted = secrets.length === 0 ? "no secrets" : secrets.join(", ");
       note(io, `created agent ${name} (${agent.id}), granted ${granted}`);
@@ -260,6 +270,7 @@ const show: Command = {
         ["key", keyText],
         ["created", formatTime(agent.created_at)],
         ["expires", formatTime(agent.expires_at)],
+        ["from", agent.allowed_cidrs.length === 0 ? "anywhere" : agent.allowed_cidrs.join(",")],
         ["revoked", formatTime(agent.revoked_at)],
         ["last used", formatTime(agent.last_used_at)],
       ];
@@ -270,9 +281,11 @@ const show: Command = {
         String(g.version),
         formatTime(g.not_after),
         g.allowed_hosts.length === 0 ? "any" : g.allowed_hosts.join(","),
+        formatReadsLeft(g),
         formatTime(g.created_at),
       ]);
-      writeOut(io, formatTable(["secret", "version", "expires", "hosts", "granted"], rows));
+      const header = ["secret", "version", "expires", "hosts", "reads left", "granted"];
+      writeOut(io, formatTable(header, rows));
     }
     if (!keyOk) {
       const problem = signed

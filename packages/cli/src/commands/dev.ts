@@ -80,7 +80,7 @@ async function ensureDemo(session: OwnerSession, tokenPath: string): Promise<voi
   }
   const hasToken = await exists(tokenPath);
   if (agent !== null && !agent.grants.some((g) => g.secret_name === DEMO_SECRET)) {
-    await addGrant(session, DEMO_AGENT, DEMO_SECRET, { notAfter: 0, allowedHosts: [] });
+    await addGrant(session, DEMO_AGENT, DEMO_SECRET, { notAfter: 0, allowedHosts: [], maxUses: 0 });
     note(io, `granted ${DEMO_SECRET} to ${DEMO_AGENT}`);
   }
   if (agent !== null && hasToken) return;

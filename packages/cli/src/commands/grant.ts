@@ -10,13 +10,14 @@ import {
   flag,
   JSON_OPTION,
   parseDuration,
+  parseInteger,
   parseList,
   parseOrHelp,
   runSubcommand,
   stringOption,
   usageError,
 } from "../args.js";
-import { formatTable, formatTime } from "../format.js";
+import { formatReadsLeft, formatTable, formatTime } from "../format.js";
 import { type Io, note, printJson, writeOut } from "../io.js";
 import { addGrant, listGrants, removeGrant } from "../owner/grants.js";
 import { insecureHttpAllowed, withSession } from "../owner/session.js";
@@ -26,7 +27,7 @@ const USAGE = `Usage: keyhole grant <command> [options]
 Manage grants: which agent may read which secret.
 
 Commands:
-  add AGENT SECRET [--expires 1h] [--hosts h1,h2]
+  add AGENT SECRET [--expires 1h] [--hosts h1,h2] [--max-uses N]
                           let AGENT read SECRET (replaces an existing grant of the pair)
   rm AGENT SECRET         take the grant away; SECRET is marked "rotation recommended"
   list [--agent A]        list grants
@@ -34,7 +35,7 @@ Commands:
 Run \`keyhole grant <command> --help\` for the options of a command.
 `;
 
-const ADD_USAGE = `Usage: keyhole grant add AGENT SECRET [--expires 1h] [--hosts h1,h2]
+const ADD_USAGE = `Usage: keyhole grant add AGENT SECRET [--expires 1h] [--hosts h1,h2] [--max-uses N]
 
 Let AGENT read SECRET. The agent's public key is first checked against the owner's
 signature and the key this machine gave the agent (a key swapped by the server is
@@ -45,6 +46,10 @@ re-wraps use them, never the server's copy.
 Options:
   --expires DUR      the grant expires after DUR: 45s, 15m, 1h, 30d
   --hosts h1,h2      the only hosts the secret may be sent to (host or host:port)
+  --max-uses N       the agent may read SECRET N times in all (1 to 1000000000); the
+                     server counts successful reads and refuses the next one. Running
+                     \`grant add\` again sets a fresh budget; \`secret set\` and \`agent
+                     rotate\` keep the reads already spent
   --insecure-http    allow plain http:// to a non-loopback address
   -h, --help         show this help
 `;
@@ -61,7 +66,7 @@ Options:
 
 const LIST_USAGE = `Usage: keyhole grant list [--agent A] [--json] [--insecure-http]
 
-List grants: agent, secret, version, expiry and allowed hosts.
+List grants: agent, secret, version, expiry, allowed hosts and reads left.
 
 Options:
   --agent A          only the grants of agent A
@@ -93,7 +98,12 @@ const add: Command = {
       io,
       ADD_USAGE,
       argv,
-      { ...CONNECT_OPTIONS, expires: { type: "string" }, hosts: { type: "string" } },
+      {
+        ...CONNECT_OPTIONS,
+        expires: { type: "string" },
+        hosts: { type: "string" },
+        "max-uses": { type: "string" },
+      },
       ["AGENT", "SECRET"],
     );
     if (args === null) return 0;
@@ -103,15 +113,20 @@ const add: Command = {
     const ttl = expires === undefined ? null : parseDuration(expires, "--expires");
     const hostsText = stringOption(args, "hosts");
     const allowedHosts = hostsText === undefined ? [] : parseHosts(hostsText);
+    const maxUsesText = stringOption(args, "max-uses");
+    const maxUses =
+      maxUsesText === undefined ? 0 : parseInteger(maxUsesText, "--max-uses", 1, 1_000_000_000);
     const grant = await withSession(io, connect(io, flag(args, "insecure-http")), (session) =>
       addGrant(session, agent, secret, {
         notAfter: ttl === null ? 0 : io.now() + ttl,
         allowedHosts,
+        maxUses,
       }),
     );
     const limits = [
       grant.not_after === 0 ? "no expiry" : `expires ${formatTime(grant.not_after)}`,
       allowedHosts.length === 0 ? "any host" : `hosts ${allowedHosts.join(",")}`,
+      maxUses === 0 ? "unlimited reads" : `${maxUses} reads`,
     ];
     note(io, `granted ${secret} v${grant.version} to ${agent} (${limits.join(", ")})`);
     return 0;
@@ -157,9 +172,11 @@ const list: Command = {
       String(g.version),
       formatTime(g.not_after),
       g.allowed_hosts.length === 0 ? "any" : g.allowed_hosts.join(","),
+      formatReadsLeft(g),
       formatTime(g.created_at),
     ]);
-    writeOut(io, formatTable(["agent", "secret", "version", "expires", "hosts", "granted"], rows));
+    const header = ["agent", "secret", "version", "expires", "hosts", "reads left", "granted"];
+    writeOut(io, formatTable(header, rows));
     return 0;
   },
 };

@@ -5,13 +5,21 @@
 import { join, resolve } from "node:path";
 import { KeyholeError } from "@keyhole/core";
 import type { RunningServer, ServerOptions } from "@keyhole/server";
-import { type Command, parseInteger, parseOrHelp, stringOption, usageError } from "../args.js";
+import {
+  type Command,
+  parseCidrList,
+  parseInteger,
+  parseOrHelp,
+  stringOption,
+  usageError,
+} from "../args.js";
 import { type Io, note } from "../io.js";
 import { keyholeHome } from "../owner/config.js";
 
 const USAGE = `Usage: keyhole server [--data-dir DIR] [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level info]
                       [--allow-missing-revocations] [--metrics]
+                      [--trusted-proxy CIDR,...]
 
 Run the Keyhole server (embedded SQLite in DIR) until Ctrl-C. On first start it prints
 a one-time bootstrap code and writes it to DIR/bootstrap-code (mode 0600); the first
@@ -32,6 +40,12 @@ Options:
   --metrics          serve GET /metrics (Prometheus text format: request counts and
                      latencies by route pattern, failed authentications, audit chain
                      length; no names, ids or addresses). Off by default
+  --trusted-proxy CIDR,...
+                     reverse proxies in front of this server (ranges or addresses).
+                     Only from these is X-Forwarded-For read for the client address
+                     that rate limits, agent --cidr allowlists and the audit log use;
+                     from anyone else it is ignored. List the proxies themselves: any
+                     host in these ranges can claim any client address. Default: none
   -h, --help         show this help
 `;
 
@@ -81,6 +95,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     "log-level": { type: "string" },
     "allow-missing-revocations": { type: "boolean" },
     metrics: { type: "boolean" },
+    "trusted-proxy": { type: "string" },
   });
   if (args === null) return 0;
   const dataDirOption = stringOption(args, "data-dir");
@@ -100,6 +115,8 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   if (!LOG_LEVELS.includes(levelText as LogLevel)) {
     throw usageError("--log-level must be silent, error, info or debug");
   }
+  const proxyText = stringOption(args, "trusted-proxy");
+  const trustedProxies = proxyText === undefined ? [] : parseCidrList(proxyText, "--trusted-proxy");
   const server = await startServerForCli({
     dataDir,
     host,
@@ -108,6 +125,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     log: (line) => note(io, line),
     ...(args.values["allow-missing-revocations"] === true ? { allowMissingRevocations: true } : {}),
     ...(args.values.metrics === true ? { metrics: true } : {}),
+    ...(trustedProxies.length === 0 ? {} : { trustedProxies }),
     ...(tlsCert === undefined ? {} : { tlsCert: resolve(io.cwd, tlsCert) }),
     ...(tlsKey === undefined ? {} : { tlsKey: resolve(io.cwd, tlsKey) }),
   });

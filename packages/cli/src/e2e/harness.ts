@@ -157,9 +157,10 @@ export interface ServerProcess {
 export async function startServerProcess(
   dataDir: string,
   env: NodeJS.ProcessEnv,
+  extraArgs: readonly string[] = [],
 ): Promise<ServerProcess> {
   const live = startKeyhole(
-    ["server", "--data-dir", dataDir, "--port", "0", "--log-level", "error"],
+    ["server", "--data-dir", dataDir, "--port", "0", "--log-level", "error", ...extraArgs],
     env,
   );
   const [, url] = await live.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);

@@ -26,7 +26,7 @@ const HELP: [string[], RegExp][] = [
   [["agent"], /^Usage: keyhole agent <command>/],
   [
     ["agent", "create"],
-    /^Usage: keyhole agent create NAME \[--grant a,b\] \[--expires 30d\] \[--token-file PATH\]/,
+    /^Usage: keyhole agent create NAME \[--grant a,b\] \[--expires 30d\] \[--cidr RANGES\]/,
   ],
   [["agent", "list"], /^Usage: keyhole agent list \[--json\]/],
   [["agent", "show"], /^Usage: keyhole agent show NAME/],

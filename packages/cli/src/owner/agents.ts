@@ -171,10 +171,18 @@ export interface AgentWithToken {
   readonly token: AgentToken;
 }
 
-/** Creates an agent granted `secrets`, optionally expiring at `expiresAt`. */
+/**
+ * Creates an agent granted `secrets`, optionally expiring at `expiresAt`, accepted only from
+ * `allowedCidrs` (canonical, from `canonicalCidrs`; empty for anywhere).
+ */
 export async function createAgent(
   session: OwnerSession,
-  options: { name: string; secrets: readonly string[]; expiresAt: number | null },
+  options: {
+    name: string;
+    secrets: readonly string[];
+    expiresAt: number | null;
+    allowedCidrs?: readonly string[];
+  },
 ): Promise<AgentWithToken> {
   const agentId = newId("agent");
   const key = await mintKey(session, agentId);
@@ -198,6 +206,7 @@ export async function createAgent(
         token_id: key.tokenId,
         auth_key: key.authKey,
         expires_at: options.expiresAt,
+        allowed_cidrs: [...(options.allowedCidrs ?? [])],
         grants: made.map((m) => m.upload),
       };
       let agent: AgentView;

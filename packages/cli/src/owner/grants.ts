@@ -5,7 +5,7 @@
  * one, gets nothing wrapped (SECURITY-TESTS #8, security review H2). Every grant made or removed
  * here is pinned in the config, so later re-wraps use these limits, never the server's.
  */
-import { type GrantView, KeyholeError } from "@keyhole/core";
+import { type GrantAddRequest, type GrantView, KeyholeError } from "@keyhole/core";
 import { requireAgent } from "./agents.js";
 import { checkPinnedAgent } from "./pin-checks.js";
 import { liveAgentIds, withGrantPin, withoutGrantPin } from "./pins.js";
@@ -14,12 +14,15 @@ import type { OwnerSession } from "./session.js";
 import { parseGrantList, parseGrantView } from "./views.js";
 import { closeVersion, grantFor, openOwnerVersion } from "./wrapping.js";
 
-/** Grants `secret` to `agent` (replacing an existing grant of the pair). */
+/**
+ * Grants `secret` to `agent` (replacing an existing grant of the pair). `maxUses` (0: none) is
+ * a budget the server enforces and counts; it is not signed, and re-wraps keep it.
+ */
 export async function addGrant(
   session: OwnerSession,
   agentName: string,
   secretName: string,
-  limits: { notAfter: number; allowedHosts: readonly string[] },
+  limits: { notAfter: number; allowedHosts: readonly string[]; maxUses: number },
 ): Promise<GrantView> {
   for (let attempt = 1; ; attempt++) {
     const agent = await requireAgent(session, agentName);
@@ -41,17 +44,25 @@ export async function addGrant(
         session,
         version,
         { id: agent.id, publicKey },
-        { issuedAt: session.io.now(), ...limits },
+        {
+          issuedAt: session.io.now(),
+          notAfter: limits.notAfter,
+          allowedHosts: limits.allowedHosts,
+        },
       );
     } finally {
       closeVersion(version);
     }
     let grant: GrantView;
     try {
-      grant = parseGrantView(await session.client.request("POST", "/v1/owner/grants", upload));
+      const body: GrantAddRequest = { ...upload, max_uses: limits.maxUses };
+      grant = parseGrantView(await session.client.request("POST", "/v1/owner/grants", body));
     } catch (error) {
       if (!shouldRetry(error, attempt)) throw error;
       continue;
+    }
+    if (grant.max_uses !== limits.maxUses) {
+      throw new KeyholeError("untrusted_server", "the server changed the grant's --max-uses");
     }
     // Pinned only once the server has it: a grant pinned but missing would read as one the
     // server dropped. (An interrupted write leaves the opposite; `grant add` again mends it.)

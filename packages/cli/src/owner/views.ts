@@ -163,6 +163,7 @@ export function parseAgentView(value: unknown): AgentView {
     created_at: int(o, "created_at"),
     key_sig: b64(o, "key_sig", 64),
     expires_at: intOrNull(o, "expires_at"),
+    allowed_cidrs: strings(o, "allowed_cidrs"),
     revoked_at: intOrNull(o, "revoked_at"),
     last_used_at: intOrNull(o, "last_used_at"),
     grant_count: int(o, "grant_count"),
@@ -182,6 +183,8 @@ export function parseGrantView(value: unknown): GrantView {
     not_after: int(o, "not_after"),
     allowed_hosts: strings(o, "allowed_hosts"),
     created_at: int(o, "created_at"),
+    max_uses: int(o, "max_uses"),
+    uses: int(o, "uses"),
   };
 }
 

@@ -56,6 +56,7 @@ export interface FakeAgent {
   created_at: number;
   key_sig: string;
   expires_at: number | null;
+  allowed_cidrs: string[];
   revoked_at: number | null;
   token_id: string;
 }
@@ -130,6 +131,7 @@ export async function startFakeServer(): Promise<FakeServer> {
     created_at: a.created_at,
     key_sig: a.key_sig,
     expires_at: a.expires_at,
+    allowed_cidrs: a.allowed_cidrs,
     revoked_at: a.revoked_at,
     last_used_at: null,
     grant_count: [...secrets.values()].filter((s) =>
@@ -146,6 +148,9 @@ export async function startFakeServer(): Promise<FakeServer> {
     not_after: g.not_after,
     allowed_hosts: g.allowed_hosts,
     created_at: g.issued_at,
+    // Only `grant add` uploads carry a budget; the fake does not count reads.
+    max_uses: (g as { max_uses?: number }).max_uses ?? 0,
+    uses: 0,
   });
   const latest = (s: FakeSecret) => s.versions.at(-1) as FakeVersion;
   const secretView = (s: FakeSecret) => {
@@ -314,6 +319,7 @@ export async function startFakeServer(): Promise<FakeServer> {
         created_at: body.created_at as number,
         key_sig: body.key_sig as string,
         expires_at: body.expires_at as number | null,
+        allowed_cidrs: body.allowed_cidrs as string[],
         revoked_at: null,
         token_id: body.token_id as string,
       };

@@ -83,6 +83,7 @@ describe("authenticateAgent", () => {
     createdAt: 0,
     keySig: canary(64),
     expiresAt: 1000,
+    allowedCidrs: [],
     revokedAt: null,
     lastUsedAt: null,
     registeredAt: 0,

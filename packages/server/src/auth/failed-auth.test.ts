@@ -89,6 +89,40 @@ describe("FailedAuthRecorder", () => {
     );
   });
 
+  it("flags a valid token used from outside its ranges as a likely leak at once", async () => {
+    const { rows, failures } = recorder();
+    await failures.record(
+      attempt("10.9.9.9", { reason: "agent_source_not_allowed", agentId: BOT }),
+    );
+    assert.equal(rows[0]?.detail, "reason=agent_source_not_allowed likely_leak");
+    assert.equal(rows[0]?.agentId, BOT);
+  });
+
+  it("keeps held-back counts when writing them fails, and writes them on the next flush", async () => {
+    const rows: AuditDraft[] = [];
+    const clock = { t: 1_000_000 };
+    let broken = false;
+    const store = {
+      appendAudit: async (draft: AuditDraft) => {
+        if (broken) throw new Error("disk full");
+        rows.push(draft);
+        return {} as AuditRecord;
+      },
+    };
+    const failures = new FailedAuthRecorder(store, () => clock.t, { maxEntriesPerInterval: 2 });
+    for (let i = 0; i < 4; i++) await failures.record(badKey("10.0.0.1"));
+    // Past the per-interval budget: these go to the agent's overflow count.
+    for (let i = 0; i < 3; i++) await failures.record(badKey(`10.0.1.${i}`));
+    clock.t += 2_000;
+    broken = true;
+    await assert.rejects(failures.flush(true), /disk full/);
+    await assert.rejects(failures.flush(true), /disk full/);
+    broken = false;
+    await failures.flush(true);
+    const total = rows.reduce((n, row) => n + represented(row), 0);
+    assert.equal(total, 7, rows.map((r) => r.detail).join(" | "));
+  });
+
   it("throttles per source: one entry a second, the rest counted into the next", async () => {
     const { rows, clock, failures } = recorder();
     for (let i = 0; i < 5; i++) await failures.record(attempt("10.0.0.1"));

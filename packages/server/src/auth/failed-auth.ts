@@ -18,7 +18,9 @@
  *   there are, and every attempt against a known agent is counted under its agent id.
  * - **Leaks.** A wrong key for a valid token id means someone holds the token id without its
  *   key: its entries say `bad_keys=K` (wrong keys for that token id since the server started)
- *   and, from `leakThreshold` on, `likely_leak`.
+ *   and, from `leakThreshold` on, `likely_leak`. A *valid* token presented from outside its
+ *   agent's CIDR allowlist (`agent_source_not_allowed`) says `likely_leak` at once: the whole
+ *   token has left the machines it was meant for.
  *
  * Accounting: an entry with a request id stands for 1 + `suppressed` failures, one without
  * (a summary) for `suppressed` failures.
@@ -61,6 +63,9 @@ export const DEFAULT_FAILED_AUTH_LIMITS: FailedAuthLimits = {
   leakThreshold: 5,
   maxAgents: 1000,
 };
+
+/** The failure reason of a valid agent token used from outside its allowed ranges. */
+export const SOURCE_NOT_ALLOWED = "agent_source_not_allowed";
 
 /** The most distinct sources an overflow count tells apart (then `sources=N+`). */
 const MAX_BUCKET_SOURCES = 256;
@@ -133,7 +138,7 @@ export class FailedAuthRecorder {
     await this.#store.appendAudit(
       entry(now, attempt.requestId, attempt.clientIp, attempt.userAgent, attempt.agentId, [
         `reason=${attempt.reason}`,
-        ...leakWords(badKeys, this.#limits.leakThreshold),
+        ...leakWords(badKeys, this.#limits.leakThreshold, [attempt.reason]),
         suppressed > 0 ? `suppressed=${suppressed}` : "",
       ]),
     );
@@ -164,13 +169,20 @@ export class FailedAuthRecorder {
       state.since = now;
       this.#written += 1;
       const badKeys = reasons.includes("agent_bad_key") ? this.#badKeyCount(state) : 0;
-      await this.#store.appendAudit(
-        entry(now, "", state.clientIp, state.userAgent, state.agentId, [
-          `reason=${reasons.join(",")}`,
-          ...leakWords(badKeys, this.#limits.leakThreshold),
-          `suppressed=${suppressed}`,
-        ]),
-      );
+      try {
+        await this.#store.appendAudit(
+          entry(now, "", state.clientIp, state.userAgent, state.agentId, [
+            `reason=${reasons.join(",")}`,
+            ...leakWords(badKeys, this.#limits.leakThreshold, reasons),
+            `suppressed=${suppressed}`,
+          ]),
+        );
+      } catch (error) {
+        // Not written (a full disk, say): the counts wait for the next flush, never dropped.
+        state.suppressed += suppressed;
+        for (const reason of reasons) state.reasons.add(reason);
+        throw error;
+      }
     }
     await this.#writeOverflow(now, force);
   }
@@ -191,14 +203,29 @@ export class FailedAuthRecorder {
         bucket.sources.size >= MAX_BUCKET_SOURCES
           ? `${MAX_BUCKET_SOURCES}+`
           : String(bucket.sources.size);
-      await this.#store.appendAudit(
-        entry(now, "", "", "", agentId, [
-          `reason=${[...bucket.reasons].join(",")}`,
-          bucket.likelyLeak ? "likely_leak" : "",
-          `suppressed=${bucket.count}`,
-          `sources=${sources}`,
-        ]),
-      );
+      try {
+        await this.#store.appendAudit(
+          entry(now, "", "", "", agentId, [
+            `reason=${[...bucket.reasons].join(",")}`,
+            bucket.likelyLeak ? "likely_leak" : "",
+            `suppressed=${bucket.count}`,
+            `sources=${sources}`,
+          ]),
+        );
+      } catch (error) {
+        // Not written: merged back, so the failures are counted by a later entry.
+        const later = this.#overflow.get(agentId);
+        if (later !== undefined) {
+          bucket.count += later.count;
+          for (const reason of later.reasons) bucket.reasons.add(reason);
+          for (const source of later.sources) {
+            if (bucket.sources.size < MAX_BUCKET_SOURCES) bucket.sources.add(source);
+          }
+          bucket.likelyLeak ||= later.likelyLeak;
+        }
+        this.#overflow.set(agentId, bucket);
+        throw error;
+      }
     }
   }
 
@@ -238,6 +265,7 @@ export class FailedAuthRecorder {
     }
     bucket.count += count;
     for (const reason of reasons) bucket.reasons.add(reason);
+    if (reasons.includes(SOURCE_NOT_ALLOWED)) bucket.likelyLeak = true;
     if (bucket.sources.size < MAX_BUCKET_SOURCES) bucket.sources.add(source);
     if (badKeys >= this.#limits.leakThreshold) bucket.likelyLeak = true;
   }
@@ -277,9 +305,9 @@ function newState(attempt: FailedAttempt, now: number): KeyState {
   };
 }
 
-function leakWords(badKeys: number, threshold: number): string[] {
-  if (badKeys === 0) return [];
-  return [`bad_keys=${badKeys}`, badKeys >= threshold ? "likely_leak" : ""];
+function leakWords(badKeys: number, threshold: number, reasons: readonly string[]): string[] {
+  const leaked = badKeys >= threshold || reasons.includes(SOURCE_NOT_ALLOWED);
+  return [badKeys === 0 ? "" : `bad_keys=${badKeys}`, leaked ? "likely_leak" : ""];
 }
 
 function entry(

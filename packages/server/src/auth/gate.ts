@@ -13,17 +13,22 @@
  *   auth key or forging an Ed25519 signature is hopeless anyway, so the limit's job is to stop
  *   floods and low-entropy guessing (the bootstrap code), not to lock out a legitimate agent
  *   that shares an address, or a token id, with someone else's failures.
+ * - An agent with a CIDR allowlist is accepted only from those ranges (SECURITY-TESTS #16). A
+ *   valid token from elsewhere is a failure like a wrong key (401, counted, `auth.failed` with
+ *   reason `agent_source_not_allowed` and `likely_leak`), so a stolen token used from outside
+ *   reads nothing and learns nothing about why.
  * - Every failure writes an `auth.failed` entry, throttled per source, and per source and token
  *   id when the token id names an agent, so failures aimed at an agent are recorded under its
  *   id (`FailedAuthRecorder`).
  */
 import { KeyholeError } from "@keyhole/core";
+import { addressAllowed, parseRanges } from "../http/client-address.js";
 import type { RequestContext } from "../http/context.js";
 import type { Route } from "../http/router.js";
 import type { Store } from "../store/store.js";
 import type { VaultState } from "../vault-state.js";
 import { authenticateAgent } from "./agent-auth.js";
-import type { FailedAuthRecorder } from "./failed-auth.js";
+import { type FailedAuthRecorder, SOURCE_NOT_ALLOWED } from "./failed-auth.js";
 import type { NonceCache } from "./nonce-cache.js";
 import { authenticateOwner } from "./owner-auth.js";
 import type { PepperRing } from "./pepper.js";
@@ -86,6 +91,10 @@ export class AuthGate {
       });
       if (!result.ok) {
         return this.fail(ctx, `agent_${result.reason}`, result.tokenKey, result.agentId);
+      }
+      const ranges = parseRanges(result.agent.allowedCidrs, "stored range");
+      if (!addressAllowed(ranges, ctx.clientIp)) {
+        return this.fail(ctx, SOURCE_NOT_ALLOWED, result.tokenKey, result.agent.id);
       }
       this.#deps.tokens.forget(result.tokenKey);
       ctx.principal = { kind: "agent", agent: result.agent, tokenId: result.tokenId };

@@ -34,6 +34,7 @@ describe("owner routes: agents", () => {
       created_at: agent.createdAt,
       key_sig: encodeBase64url(agent.keySig),
       expires_at: null,
+      allowed_cidrs: [],
       revoked_at: null,
       last_used_at: null,
       grant_count: 1,
@@ -294,7 +295,7 @@ describe("owner routes: what a revoke leaves behind", () => {
     const { agent: next } = await owner.rotateAgent(live, []);
     const again = await owner.mintAgent("live", live.id);
     const rotate = await owner.agentCreateBody(again);
-    const { id: _id, name: _name, expires_at: _expires, ...rest } = rotate;
+    const { id: _id, name: _name, expires_at: _expires, allowed_cidrs: _cidrs, ...rest } = rotate;
     const back = await owner.request("POST", "/v1/owner/agents/live/rotate", {
       ...rest,
       token_id: encodeBase64url(live.tokenId),

@@ -150,6 +150,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
               createdAt: body.created_at,
               keySig: body.key_sig,
               expiresAt: body.expires_at,
+              allowedCidrs: body.allowed_cidrs,
             },
             { tokenId: body.token_id, ...token },
             grants,

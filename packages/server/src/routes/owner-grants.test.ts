@@ -35,6 +35,8 @@ describe("owner routes: grants", () => {
         not_after: 0,
         allowed_hosts: ["db.internal:5432"],
         created_at: 0,
+        max_uses: 0,
+        uses: 0,
       },
     );
     assert.deepEqual((await fetchAndOpen(t.url, agent, "db")).value, value);
@@ -54,12 +56,20 @@ describe("owner routes: grants", () => {
     const upload = await owner.grantUpload(secret, agent);
     const bad = await owner.request("POST", "/v1/owner/grants", {
       ...upload,
+      max_uses: 0,
       sig: encodeBase64url(new Uint8Array(64)),
     });
     assert.equal(bad.status, 400);
     const expired = await owner.grantUpload(secret, agent, { notAfter: t.clock.now() });
-    assert.equal((await owner.request("POST", "/v1/owner/grants", expired)).status, 400);
-    const wrongVersion = await owner.request("POST", "/v1/owner/grants", { ...upload, version: 0 });
+    assert.equal(
+      (await owner.request("POST", "/v1/owner/grants", { ...expired, max_uses: 0 })).status,
+      400,
+    );
+    const wrongVersion = await owner.request("POST", "/v1/owner/grants", {
+      ...upload,
+      max_uses: 0,
+      version: 0,
+    });
     assert.equal(wrongVersion.status, 400);
   });
 
@@ -67,17 +77,30 @@ describe("owner routes: grants", () => {
     const secret = await owner.openSecret("api");
     const upload = await owner.grantUpload(secret, agent);
     assert.equal(
-      (await owner.request("POST", "/v1/owner/grants", { ...upload, agent_id: newId("agent") }))
-        .status,
+      (
+        await owner.request("POST", "/v1/owner/grants", {
+          ...upload,
+          max_uses: 0,
+          agent_id: newId("agent"),
+        })
+      ).status,
       404,
     );
     assert.equal(
-      (await owner.request("POST", "/v1/owner/grants", { ...upload, secret_id: newId("secret") }))
-        .status,
+      (
+        await owner.request("POST", "/v1/owner/grants", {
+          ...upload,
+          max_uses: 0,
+          secret_id: newId("secret"),
+        })
+      ).status,
       404,
     );
     await owner.putSecret("api", canary());
-    assert.equal((await owner.request("POST", "/v1/owner/grants", upload)).status, 409);
+    assert.equal(
+      (await owner.request("POST", "/v1/owner/grants", { ...upload, max_uses: 0 })).status,
+      409,
+    );
   });
 
   it("GET ?agent=NAME filters; an unknown name lists nothing; a bad name is 400", async () => {

@@ -9,7 +9,7 @@ import { checkBody, checkNoBody, name } from "../validate.js";
 import type { VaultState } from "../vault-state.js";
 import { checkGrantUpload } from "./grant-checks.js";
 import { grantView } from "./views.js";
-import { grantUploadCheck } from "./wire-checks.js";
+import { grantAddCheck } from "./wire-checks.js";
 
 /** What the grant routes use. */
 export interface OwnerGrantDeps {
@@ -53,7 +53,7 @@ export function ownerGrantRoutes(deps: OwnerGrantDeps): Route[] {
       role: "owner",
       action: "grant.add",
       handler: async (ctx) => {
-        const body = checkBody(ctx.body(), grantUploadCheck);
+        const body = checkBody(ctx.body(), grantAddCheck);
         const owner = await deps.vault.owner();
         const agent = await store.getAgent(body.agent_id, ctx.now);
         const active =
@@ -77,7 +77,9 @@ export function ownerGrantRoutes(deps: OwnerGrantDeps): Route[] {
           { agentId: agent.id, encPk: agent.encPk },
           ctx.now,
         );
-        const stored = await ctx.audit((r) => store.addGrant(grant, ctx.now, r));
+        const stored = await ctx.audit((r) =>
+          store.addGrant({ ...grant, maxUses: body.max_uses }, ctx.now, r),
+        );
         if (stored === null) throw new KeyholeError("not_found", "no such agent or secret");
         return { status: 201, body: grantView(stored) };
       },

@@ -29,6 +29,7 @@ export function agentView(agent: AgentSummary): AgentView {
     created_at: agent.createdAt,
     key_sig: encodeBase64url(agent.keySig),
     expires_at: agent.expiresAt,
+    allowed_cidrs: [...agent.allowedCidrs],
     revoked_at: agent.revokedAt,
     last_used_at: agent.lastUsedAt,
     grant_count: agent.grantCount,
@@ -47,6 +48,8 @@ export function grantView(grant: GrantDetail): GrantView {
     not_after: grant.notAfter,
     allowed_hosts: [...grant.allowedHosts],
     created_at: grant.createdAt,
+    max_uses: grant.maxUses,
+    uses: grant.uses,
   };
 }
 

@@ -8,6 +8,7 @@ import {
   array,
   b64u,
   type Checked,
+  cidrs,
   hosts,
   id,
   int,
@@ -22,8 +23,10 @@ const MAX_VALUE_BYTES = 192 * 1024;
 /** More grants than this cannot fit in a 256 KiB body anyway. */
 const MAX_GRANTS = 1000;
 
-/** `GrantUpload`. */
-export const grantUploadCheck = object({
+/** A read budget: at most a billion reads, 0 for no limit. */
+export const MAX_USES_LIMIT = 1_000_000_000;
+
+const grantUploadShape = {
   agent_id: id("agent"),
   secret_id: id("secret"),
   version: int(1),
@@ -32,8 +35,14 @@ export const grantUploadCheck = object({
   not_after: int(),
   allowed_hosts: hosts,
   sig: b64u(64),
-});
+};
+
+/** `GrantUpload`. */
+export const grantUploadCheck = object(grantUploadShape);
 export type GrantUploadBody = Checked<typeof grantUploadCheck>;
+
+/** `GrantAdd`: an upload and its read budget. */
+export const grantAddCheck = object({ ...grantUploadShape, max_uses: int(0, MAX_USES_LIMIT) });
 
 /** `POST /v1/init`. */
 export const initCheck = object({
@@ -53,6 +62,7 @@ export const agentCreateCheck = object({
   token_id: b64u(16),
   auth_key: b64u(32),
   expires_at: nullable(int()),
+  allowed_cidrs: cidrs,
   grants: array(grantUploadCheck, MAX_GRANTS),
 });
 

@@ -71,6 +71,7 @@ export function newAgent(name: string, overrides: Partial<NewAgent> = {}): NewAg
     createdAt: T0,
     keySig: bytes(64),
     expiresAt: null,
+    allowedCidrs: [],
     ...overrides,
   };
 }

@@ -19,6 +19,7 @@ import {
   secretWrite,
   T0,
 } from "./contract-fixtures.js";
+import { limitsContract } from "./contract-limits.js";
 import { secretContract } from "./contract-secrets.js";
 import type { Store } from "./store.js";
 
@@ -95,6 +96,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreHar
 
     agentContract(c);
     secretContract(c);
+    limitsContract(c);
 
     describe("fail closed: an audit failure rolls the whole operation back", () => {
       it("creates no agent, writes no secret, releases no value, revokes nothing", async () => {

@@ -7,6 +7,8 @@ import type { SqliteDb } from "./sqlite-db.js";
 import {
   bytes,
   type GrantRow,
+  keptByKey,
+  newGrantKept,
   required,
   sameSet,
   toAgent,
@@ -45,8 +47,9 @@ export function createAgentTx(
   }
   assertGrantsFor(grants, agent.id, agent.encPk);
   db.q(
-    `INSERT INTO agents (id, name, enc_pk, created_at, key_sig, expires_at, registered_at)
-     VALUES (@id, @name, @encPk, @createdAt, @keySig, @expiresAt, @now)`,
+    `INSERT INTO agents (id, name, enc_pk, created_at, key_sig, expires_at, allowed_cidrs,
+       registered_at)
+     VALUES (@id, @name, @encPk, @createdAt, @keySig, @expiresAt, @cidrs, @now)`,
   ).run({
     id: agent.id,
     name: agent.name,
@@ -54,10 +57,11 @@ export function createAgentTx(
     createdAt: agent.createdAt,
     keySig: Buffer.from(agent.keySig),
     expiresAt: agent.expiresAt,
+    cidrs: JSON.stringify(agent.allowedCidrs),
     now,
   });
   db.insertToken(agent.id, token, now);
-  for (const grant of grants) db.insertGrant(grant, now);
+  for (const grant of grants) db.insertGrant(grant, newGrantKept(now));
   db.append(audit, { action: "agent.create", result: "ok", agentId: agent.id });
   return required(db.agentSummary(agent.id, now));
 }
@@ -89,7 +93,7 @@ export function rotateAgentTx(
   ) {
     throw new KeyholeError("conflict", "the agent's grants changed");
   }
-  const createdAt = new Map(active.map((g) => [g.secret_id, g.created_at]));
+  const kept = keptByKey(active, (g) => g.secret_id);
   // The old token dies in this transaction: there is never a moment with both or neither.
   const retiredTokenIds = db.retireTokens(agent.id, "rotate", now);
   db.insertToken(agent.id, token, now);
@@ -102,7 +106,9 @@ export function rotateAgentTx(
     keySig: Buffer.from(update.keySig),
   });
   db.q("DELETE FROM grants WHERE agent_id = @id").run({ id: agent.id });
-  for (const grant of grants) db.insertGrant(grant, createdAt.get(grant.secretId) ?? now);
+  for (const grant of grants) {
+    db.insertGrant(grant, kept.get(grant.secretId) ?? newGrantKept(now));
+  }
   db.append(audit, { action: "agent.rotate", result: "ok", agentId: agent.id });
   return { agent: required(db.agentSummary(agent.id, now)), retiredTokenIds };
 }
@@ -213,6 +219,7 @@ export function listSecretsForAgentTx(
        JOIN secrets s ON s.id = g.secret_id
        WHERE g.agent_id = @agentId AND g.version = s.current_version
          AND (g.not_after = 0 OR g.not_after > @now)
+         AND (g.max_uses = 0 OR g.uses < g.max_uses)
        ORDER BY s.name`,
     )
     .all({ agentId: agent.id, now }) as { name: string; version: number }[];
@@ -247,16 +254,23 @@ export function getSecretForAgentTx(
     .get({ agentId: agent.id, secretId: secret.id, version: secret.current_version, now }) as
     | GrantRow
     | undefined;
-  if (!grant) {
+  const spent = grant !== undefined && grant.max_uses > 0 && grant.uses >= grant.max_uses;
+  if (!grant || spent) {
     db.append(audit, {
       action: "secret.read",
       result: "denied",
       agentId: agent.id,
       secretId: secret.id,
       secretVersion: secret.current_version,
-      detail: "no active grant",
+      detail: spent ? `max_uses=${grant.max_uses} reached` : "no active grant",
     });
     return null;
+  }
+  if (grant.max_uses > 0) {
+    // Counted in the read's own transaction: concurrent reads can never overspend the budget.
+    db.q(
+      "UPDATE grants SET uses = uses + 1 WHERE agent_id = @agentId AND secret_id = @secretId",
+    ).run({ agentId: agent.id, secretId: secret.id });
   }
   const version = required(db.versionRow(secret.id, secret.current_version));
   db.append(audit, {
@@ -266,7 +280,8 @@ export function getSecretForAgentTx(
     secretId: secret.id,
     secretVersion: secret.current_version,
   });
-  return { secret: toSecret(secret), value: bytes(version.value), grant: toGrant(grant) };
+  const used = grant.max_uses > 0 ? { ...grant, uses: grant.uses + 1 } : grant;
+  return { secret: toSecret(secret), value: bytes(version.value), grant: toGrant(used) };
 }
 
 function assertGrantsFor(grants: readonly NewGrant[], agentId: string, encPk: Uint8Array): void {

@@ -13,6 +13,7 @@ import {
   type AgentRow,
   blob,
   bytes,
+  type GrantKept,
   type GrantRow,
   type SecretRow,
   toAgentSummary,
@@ -223,16 +224,21 @@ export class SqliteDb {
     return rows.map((row) => bytes(row.token_id));
   }
 
-  /** Inserts a grant after checking that it names the secret's current version. */
-  insertGrant(grant: NewGrant, createdAt: number): void {
+  /**
+   * Inserts a grant after checking that it names the secret's current version. `kept` carries
+   * what a re-wrap keeps from the grant it replaces: when it was first made, its read budget and
+   * the reads already spent.
+   */
+  insertGrant(grant: NewGrant, kept: GrantKept): void {
     const secret = this.secretById(grant.secretId);
     if (!secret || secret.current_version !== grant.version) {
       throw new KeyholeError("conflict", "the secret changed");
     }
     this.q(
       `INSERT INTO grants (agent_id, secret_id, version, wrap, issued_at, not_after,
-         allowed_hosts, sig, created_at)
-       VALUES (@agentId, @secretId, @version, @wrap, @issuedAt, @notAfter, @hosts, @sig, @createdAt)`,
+         allowed_hosts, sig, created_at, max_uses, uses)
+       VALUES (@agentId, @secretId, @version, @wrap, @issuedAt, @notAfter, @hosts, @sig,
+         @createdAt, @maxUses, @uses)`,
     ).run({
       agentId: grant.agentId,
       secretId: grant.secretId,
@@ -242,7 +248,9 @@ export class SqliteDb {
       notAfter: grant.notAfter,
       hosts: JSON.stringify(grant.allowedHosts),
       sig: blob(grant.sig),
-      createdAt,
+      createdAt: kept.createdAt,
+      maxUses: kept.maxUses,
+      uses: kept.uses,
     });
   }
 

@@ -24,6 +24,8 @@ export interface AgentRow {
   created_at: number;
   key_sig: Buffer;
   expires_at: number | null;
+  /** A JSON array of canonical CIDR text (migration 3). */
+  allowed_cidrs: string;
   revoked_at: number | null;
   last_used_at: number | null;
   registered_at: number;
@@ -59,6 +61,8 @@ export interface GrantRow {
   issued_at: number;
   not_after: number;
   allowed_hosts: string;
+  max_uses: number;
+  uses: number;
   sig: Buffer;
   created_at: number;
 }
@@ -94,6 +98,31 @@ export const AGENT_SUMMARY = `SELECT a.*, CASE WHEN a.revoked_at IS NULL
   THEN (SELECT COUNT(*) FROM grants g WHERE g.agent_id = a.id
     AND (g.not_after = 0 OR g.not_after > @now)) ELSE 0 END AS grant_count
   FROM agents a`;
+
+/** What a stored grant keeps when it is re-wrapped: its first creation and its read budget. */
+export interface GrantKept {
+  readonly createdAt: number;
+  readonly maxUses: number;
+  readonly uses: number;
+}
+
+/** A brand-new grant's kept part. */
+export function newGrantKept(now: number, maxUses = 0): GrantKept {
+  return { createdAt: now, maxUses, uses: 0 };
+}
+
+/** The kept part of the grants in `rows`, by `key` (agent or secret id), for a re-wrap. */
+export function keptByKey(
+  rows: readonly GrantRow[],
+  key: (row: GrantRow) => string,
+): Map<string, GrantKept> {
+  return new Map(
+    rows.map((row) => [
+      key(row),
+      { createdAt: row.created_at, maxUses: row.max_uses, uses: row.uses },
+    ]),
+  );
+}
 
 /** Grants with their agent and secret names. */
 export const GRANT_DETAIL = `SELECT g.*, a.name AS agent_name, s.name AS secret_name
@@ -150,8 +179,8 @@ export function bytes(value: Buffer): Uint8Array {
   return new Uint8Array(value);
 }
 
-/** The stored host list (a JSON array written by the store itself). */
-export function parseHosts(text: string): string[] {
+/** A stored host or CIDR list (a JSON array of strings written by the store itself). */
+export function parseStringList(text: string): string[] {
   return JSON.parse(text) as string[];
 }
 
@@ -164,6 +193,7 @@ export function toAgent(row: AgentRow): AgentRecord {
     createdAt: row.created_at,
     keySig: bytes(row.key_sig),
     expiresAt: row.expires_at,
+    allowedCidrs: parseStringList(row.allowed_cidrs),
     revokedAt: row.revoked_at,
     lastUsedAt: row.last_used_at,
     registeredAt: row.registered_at,
@@ -208,9 +238,11 @@ export function toGrant(row: GrantRow): GrantRecord {
     wrap: bytes(row.wrap),
     issuedAt: row.issued_at,
     notAfter: row.not_after,
-    allowedHosts: parseHosts(row.allowed_hosts),
+    allowedHosts: parseStringList(row.allowed_hosts),
     sig: bytes(row.sig),
     createdAt: row.created_at,
+    maxUses: row.max_uses,
+    uses: row.uses,
   };
 }
 

@@ -10,8 +10,11 @@ import {
   bytes,
   GRANT_DETAIL,
   type GrantDetailRow,
+  type GrantKept,
   type GrantRow,
-  parseHosts,
+  keptByKey,
+  newGrantKept,
+  parseStringList,
   required,
   sameSet,
   toGrantDetail,
@@ -21,7 +24,7 @@ import {
 import type {
   AuditRequest,
   GrantDetail,
-  NewGrant,
+  NewLimitedGrant,
   OwnerSecretRead,
   SecretGrantee,
   SecretWrite,
@@ -59,7 +62,7 @@ export function readSecretForOwnerTx(
       keySig: bytes(r.key_sig),
       agentCreatedAt: r.created_at,
       notAfter: r.not_after,
-      allowedHosts: parseHosts(r.allowed_hosts),
+      allowedHosts: parseStringList(r.allowed_hosts),
     }),
   );
   db.append(audit, {
@@ -91,7 +94,7 @@ export function putSecretVersionTx(
   }
   const existing = db.secretByName(write.name);
   const created = write.expectedVersion === 0;
-  let grantCreatedAt = new Map<string, number>();
+  let kept = new Map<string, GrantKept>();
   if (created) {
     if (existing) throw new KeyholeError("conflict", "a secret with this name exists");
     if (db.secretById(write.id)) throw new KeyholeError("conflict", "the secret id is taken");
@@ -119,7 +122,7 @@ export function putSecretVersionTx(
       ) &&
       write.grants.every((g) => equalBytes(keys.get(g.agentId) ?? new Uint8Array(), g.agentEncPk));
     if (!covered) throw new KeyholeError("conflict", "the grant set changed");
-    grantCreatedAt = new Map(active.map((g) => [g.agent_id, g.created_at]));
+    kept = keptByKey(active, (g) => g.agent_id);
     db.q(
       `UPDATE secrets SET current_version = @version, updated_at = @now, rotation_recommended = 0
        WHERE id = @id`,
@@ -138,7 +141,9 @@ export function putSecretVersionTx(
   });
   // The old version's wraps go; expired grants and those of revoked agents are purged with them.
   db.q("DELETE FROM grants WHERE secret_id = @id").run({ id: write.id });
-  for (const grant of write.grants) db.insertGrant(grant, grantCreatedAt.get(grant.agentId) ?? now);
+  for (const grant of write.grants) {
+    db.insertGrant(grant, kept.get(grant.agentId) ?? newGrantKept(now));
+  }
   db.append(audit, {
     action: "secret.write",
     result: "ok",
@@ -170,7 +175,7 @@ export function deleteSecretTx(db: SqliteDb, name: string, audit: AuditRequest):
 /** `Store.addGrant`, inside a transaction. */
 export function addGrantTx(
   db: SqliteDb,
-  grant: NewGrant,
+  grant: NewLimitedGrant,
   now: number,
   audit: AuditRequest,
 ): GrantDetail | null {
@@ -197,7 +202,7 @@ export function addGrantTx(
   }
   const pair = { agentId: grant.agentId, secretId: grant.secretId };
   db.q("DELETE FROM grants WHERE agent_id = @agentId AND secret_id = @secretId").run(pair);
-  db.insertGrant(grant, now);
+  db.insertGrant(grant, newGrantKept(now, grant.maxUses ?? 0));
   db.append(audit, { action: "grant.add", result: "ok", ...pair, secretVersion: grant.version });
   const row = db
     .q(`${GRANT_DETAIL} WHERE g.agent_id = @agentId AND g.secret_id = @secretId`)

@@ -56,6 +56,7 @@ import type {
   GrantDetail,
   NewAgent,
   NewGrant,
+  NewLimitedGrant,
   NewToken,
   OwnerSecretRead,
   RevokeResult,
@@ -354,7 +355,11 @@ class SqliteStore implements Store {
     return this.#activeGrants("g.secret_id = @id", "a.name", secretId, now);
   }
 
-  async addGrant(grant: NewGrant, now: number, audit: AuditRequest): Promise<GrantDetail | null> {
+  async addGrant(
+    grant: NewLimitedGrant,
+    now: number,
+    audit: AuditRequest,
+  ): Promise<GrantDetail | null> {
     return this.#db.write(() => addGrantTx(this.#db, grant, now, audit));
   }
 

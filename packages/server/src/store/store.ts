@@ -72,6 +72,8 @@ export interface AgentRecord {
   readonly createdAt: number;
   readonly keySig: Uint8Array;
   readonly expiresAt: number | null;
+  /** Canonical CIDR ranges its token is accepted from; empty means anywhere. */
+  readonly allowedCidrs: readonly string[];
   readonly revokedAt: number | null;
   readonly lastUsedAt: number | null;
   readonly registeredAt: number;
@@ -90,6 +92,8 @@ export interface NewAgent {
   readonly createdAt: number;
   readonly keySig: Uint8Array;
   readonly expiresAt: number | null;
+  /** Canonical CIDR ranges (core `canonicalCidrs`); empty means anywhere. */
+  readonly allowedCidrs: readonly string[];
 }
 
 /** A new agent key after a rotate; `expectedEncPk` is the key the caller saw (compare-and-set). */
@@ -184,6 +188,10 @@ export interface GrantRecord {
   readonly allowedHosts: readonly string[];
   readonly sig: Uint8Array;
   readonly createdAt: number;
+  /** Reads allowed in all, 0 for no limit. */
+  readonly maxUses: number;
+  /** Successful reads counted against `maxUses` (0 while there is no limit). */
+  readonly uses: number;
 }
 
 /** A grant with the names the owner sees. */
@@ -206,6 +214,12 @@ export interface NewGrant {
   readonly allowedHosts: readonly string[];
   readonly sig: Uint8Array;
   readonly agentEncPk: Uint8Array;
+}
+
+/** A grant the owner adds with `grant add`, with its read budget. */
+export interface NewLimitedGrant extends NewGrant {
+  /** Reads allowed in all; absent or 0 for no limit. */
+  readonly maxUses?: number;
 }
 
 /** What an agent receives for a secret it is granted. */
@@ -335,7 +349,9 @@ export interface Store {
   ): Promise<{ name: string; version: number }[]>;
   /**
    * An agent's fetch (`secret.read`): the current value, its wrap and grant; null when there is
-   * no such secret (audited `not_found`) or no active grant at the current version (`denied`).
+   * no such secret (audited `not_found`) or no active grant at the current version, or the
+   * grant's `maxUses` reads are spent (`denied`). A read under a limit counts one use in the
+   * same transaction, so concurrent reads never exceed it.
    */
   getSecretForAgent(
     principal: AgentPrincipal,
@@ -370,11 +386,12 @@ export interface Store {
   listActiveGrantsForAgent(agentId: string, now: number): Promise<GrantDetail[]>;
   listActiveGrantsForSecret(secretId: string, now: number): Promise<GrantDetail[]>;
   /**
-   * Adds or replaces the grant of an agent on a secret (`grant.add`). Null (audited
-   * `not_found`) when the agent is missing, revoked or expired, or the secret is missing;
-   * `conflict` when the version is not current or the agent's key changed.
+   * Adds or replaces the grant of an agent on a secret (`grant.add`), with a fresh read budget.
+   * Null (audited `not_found`) when the agent is missing, revoked or expired, or the secret is
+   * missing; `conflict` when the version is not current or the agent's key changed. Re-wraps by
+   * `putSecretVersion` and `rotateAgent` keep a grant's budget and its uses.
    */
-  addGrant(grant: NewGrant, now: number, audit: AuditRequest): Promise<GrantDetail | null>;
+  addGrant(grant: NewLimitedGrant, now: number, audit: AuditRequest): Promise<GrantDetail | null>;
   /** Removes a grant and marks the secret rotation-recommended (`grant.remove`); false if absent. */
   removeGrant(agentId: string, secretId: string, audit: AuditRequest): Promise<boolean>;
 

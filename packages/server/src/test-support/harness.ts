@@ -60,6 +60,10 @@ export interface TestServerOptions {
   readonly allowMissingRevocations?: boolean;
   /** `ServerOptions.metrics`. */
   readonly metrics?: boolean;
+  /** Listen address: 127.0.0.1 (default) or ::1. */
+  readonly host?: "127.0.0.1" | "::1";
+  /** `ServerOptions.trustedProxies`. */
+  readonly trustedProxies?: readonly string[];
 }
 
 /** Starts a server for one test file or test. */
@@ -71,7 +75,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const server = await startServerWith(
     {
       dataDir,
-      host: "127.0.0.1",
+      host: options.host ?? "127.0.0.1",
       port: 0,
       logLevel: options.logLevel ?? "info",
       log: (line) => logs.push(line),
@@ -80,6 +84,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         ? {}
         : { allowMissingRevocations: options.allowMissingRevocations }),
       ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+      ...(options.trustedProxies === undefined ? {} : { trustedProxies: options.trustedProxies }),
     },
     {
       openStore: (path) => {

@@ -43,7 +43,13 @@ export function call(baseUrl: string, c: HttpCall): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = httpRequest(
-      { host: url.hostname, port: url.port, method: c.method, path: c.path, headers },
+      {
+        host: url.hostname.replace(/^\[|\]$/g, ""),
+        port: url.port,
+        method: c.method,
+        path: c.path,
+        headers,
+      },
       (res) => {
         answered = true;
         const chunks: Buffer[] = [];

@@ -65,6 +65,15 @@ export interface OwnedSecret {
 export interface GrantOptions {
   readonly notAfter?: number;
   readonly allowedHosts?: string[];
+  /** Only for `grant()`: the read budget (default 0, no limit). */
+  readonly maxUses?: number;
+}
+
+/** Options of a new agent. */
+export interface AgentOptions extends GrantOptions {
+  readonly expiresAt?: number | null;
+  /** Canonical CIDR ranges (default none: anywhere). */
+  readonly allowedCidrs?: string[];
 }
 
 /** Options of a signed request. */
@@ -263,7 +272,7 @@ export class TestOwner {
   async agentCreateBody(
     agent: TestAgent,
     secrets: readonly string[] = [],
-    options: GrantOptions & { expiresAt?: number | null } = {},
+    options: AgentOptions = {},
   ): Promise<Record<string, unknown>> {
     const grants: GrantUpload[] = [];
     for (const name of secrets)
@@ -277,6 +286,7 @@ export class TestOwner {
       token_id: encodeBase64url(agent.tokenId),
       auth_key: encodeBase64url(agent.authKey),
       expires_at: options.expiresAt ?? null,
+      allowed_cidrs: options.allowedCidrs ?? [],
       grants,
     };
   }
@@ -285,7 +295,7 @@ export class TestOwner {
   async createAgent(
     name: string,
     secrets: readonly string[] = [],
-    options: GrantOptions & { expiresAt?: number | null } = {},
+    options: AgentOptions = {},
   ): Promise<TestAgent> {
     const agent = await this.mintAgent(name);
     const res = await this.request(
@@ -395,7 +405,7 @@ export class TestOwner {
   /** Grants `secret` to a registered agent. */
   async grant(agent: TestAgent, secret: string, options: GrantOptions = {}): Promise<HttpResult> {
     const upload = await this.grantUpload(await this.openSecret(secret), agent, options);
-    return this.request("POST", "/v1/owner/grants", upload);
+    return this.request("POST", "/v1/owner/grants", { ...upload, max_uses: options.maxUses ?? 0 });
   }
 
   /** Rotates an agent: new token and key, its grants re-wrapped. Returns the new identity. */
@@ -405,7 +415,7 @@ export class TestOwner {
   ): Promise<{ agent: TestAgent; res: HttpResult }> {
     const next = await this.mintAgent(agent.name, agent.id);
     const body = await this.agentCreateBody(next, secrets);
-    const { id: _id, name: _name, expires_at: _expires, ...rotate } = body;
+    const { id: _id, name: _name, expires_at: _expires, allowed_cidrs: _cidrs, ...rotate } = body;
     const res = await this.request("POST", `/v1/owner/agents/${agent.name}/rotate`, rotate);
     return { agent: next, res };
   }

@@ -5,6 +5,7 @@
  */
 import * as initial from "./001-initial.js";
 import * as ownerSigRetiredTokens from "./002-owner-sig-retired-tokens.js";
+import * as agentCidrsGrantUses from "./003-agent-cidrs-grant-uses.js";
 
 /** One schema step. */
 export interface Migration {
@@ -17,4 +18,5 @@ export interface Migration {
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   { version: 1, ...initial },
   { version: 2, ...ownerSigRetiredTokens },
+  { version: 3, ...agentCidrsGrantUses },
 ];
