@@ -2,6 +2,7 @@
  * `keyhole agent create|list|show|rotate|revoke`. Tokens are minted on the owner's machine and
  * shown once: on stdout, or written to a 0600 file with nothing secret printed.
  */
+import { access } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { AgentRevokeResponse, AgentView } from "@keyhole/core";
 import {
@@ -27,9 +28,11 @@ import {
   revokeAgent,
   rotateAgent,
 } from "../owner/agents.js";
+import { pendingTokenPath } from "../owner/pending-token.js";
 import { pinnedKeyState } from "../owner/pin-checks.js";
-import { insecureHttpAllowed, withSession } from "../owner/session.js";
-import { checkAgentKey } from "../owner/verify.js";
+import { type RotatedIntoFile, rotateIntoFile } from "../owner/rotate-to-file.js";
+import { insecureHttpAllowed, type OwnerSession, withSession } from "../owner/session.js";
+import { checkAgentKey, keyClaimOf } from "../owner/verify.js";
 import { prepareSecretFile } from "../secret-file.js";
 
 const USAGE = `Usage: keyhole agent <command> [options]
@@ -97,6 +100,14 @@ Give the agent a new token: a new key pair, every grant made from this machine t
 has not expired re-wrapped for it (same expiry and hosts; expired grants are dropped).
 The old token stops working when the server commits. Secrets themselves are not
 rotated. The new token is printed once, or written to PATH (mode 0600).
+
+Use --token-file: it survives an interruption. The new token is written to
+PATH.pending before the server is asked, and moved over PATH once it has answered.
+If the command is interrupted (killed, crash, lost connection), run the same command
+again: when the server already has the new key, it only moves PATH.pending over PATH;
+otherwise it discards PATH.pending and rotates. Either way exactly one token works
+and it ends up in PATH. A token printed to stdout is lost if the command dies after
+the server commits; then the old token is dead too, and only a new rotate helps.
 
 Options:
   --token-file PATH  write the token to PATH (mode 0600) instead of stdout
@@ -240,13 +251,7 @@ const show: Command = {
       connect(io, flag(args, "insecure-http")),
       async (session) => {
         const detail = await requireAgent(session, name);
-        const signed = await checkAgentKey(session, {
-          agentId: detail.id,
-          name: detail.name,
-          encPk: detail.enc_pk,
-          createdAt: detail.created_at,
-          keySig: detail.key_sig,
-        }).then(
+        const signed = await checkAgentKey(session, keyClaimOf(detail)).then(
           () => true,
           () => false,
         );
@@ -298,6 +303,49 @@ const show: Command = {
   },
 };
 
+/**
+ * `agent rotate --token-file`: rotates (or finishes an interrupted rotate) into `target` through
+ * `PATH.pending` (owner/rotate-to-file.ts). The directory is probed first, so an unwritable
+ * path fails before anything changes on the server; a failure that leaves `PATH.pending` says
+ * how to finish.
+ */
+async function rotateToFile(
+  io: Io,
+  session: OwnerSession,
+  name: string,
+  target: string,
+): Promise<void> {
+  await (await prepareSecretFile(target, "")).abort();
+  let done: RotatedIntoFile;
+  try {
+    done = await rotateIntoFile(session, name, target);
+  } catch (error) {
+    if (await exists(pendingTokenPath(target))) {
+      note(
+        io,
+        `keyhole: the rotate was interrupted; the new token is kept in ${pendingTokenPath(target)}. ` +
+          `Run \`keyhole agent rotate ${name} --token-file ${target}\` again to finish: it keeps ` +
+          "whichever token the server accepted",
+      );
+    }
+    throw error;
+  }
+  note(io, `token written to ${target} (mode 0600)`);
+  note(
+    io,
+    done.resumed
+      ? `finished the interrupted rotate of agent ${name}; the old token is dead`
+      : `rotated agent ${name} (${done.agent.grant_count} grants re-wrapped); the old token is dead`,
+  );
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 const rotate: Command = {
   usage: ROTATE_USAGE,
   async run(argv, io) {
@@ -312,11 +360,15 @@ const rotate: Command = {
     const name = checkName(args.positionals[0] ?? "", "agent name");
     const tokenFile = stringOption(args, "token-file");
     await withSession(io, connect(io, flag(args, "insecure-http")), async (session) => {
-      const agent = await issueToken(io, name, tokenFile, () => rotateAgent(session, name));
-      note(
-        io,
-        `rotated agent ${name} (${agent.grant_count} grants re-wrapped); the old token is dead`,
-      );
+      if (tokenFile === undefined) {
+        const agent = await issueToken(io, name, tokenFile, () => rotateAgent(session, name));
+        note(
+          io,
+          `rotated agent ${name} (${agent.grant_count} grants re-wrapped); the old token is dead`,
+        );
+        return;
+      }
+      await rotateToFile(io, session, name, resolve(io.cwd, tokenFile));
     });
     return 0;
   },

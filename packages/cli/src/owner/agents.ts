@@ -11,6 +11,7 @@ import {
   AgentToken,
   type AgentView,
   encodeBase64url,
+  equalBytes,
   fingerprint,
   type GrantUpload,
   KeyholeError,
@@ -19,6 +20,7 @@ import {
   zeroize,
 } from "@keyhole/core";
 import { note } from "../io.js";
+import { crashPoint } from "../test-crash.js";
 import type { OwnerConfig } from "./config.js";
 import { checkPinnedAgent, planRotation } from "./pin-checks.js";
 import {
@@ -33,8 +35,10 @@ import {
 } from "./pins.js";
 import { requireSecretView, shouldRetry } from "./secrets.js";
 import type { OwnerSession } from "./session.js";
+import { keyClaimOf } from "./verify.js";
 import {
   type AgentDetail,
+  bytes,
   parseAgentDetail,
   parseAgentList,
   parseAgentView,
@@ -242,9 +246,14 @@ export async function createAgent(
 /**
  * Gives an agent a new token: new key pair, every grant this machine made that is still active
  * re-wrapped for it with its pinned expiry and hosts (expired ones are dropped, as the server
- * drops them), old token dead when the server commits.
+ * drops them), old token dead when the server commits. `beforeSend` runs before each request
+ * is sent (`--token-file` keeps the token on disk with it: owner/pending-token.ts).
  */
-export async function rotateAgent(session: OwnerSession, name: string): Promise<AgentWithToken> {
+export async function rotateAgent(
+  session: OwnerSession,
+  name: string,
+  options: RotateOptions = {},
+): Promise<AgentWithToken> {
   let key: MintedKey | null = null;
   try {
     for (let attempt = 1; ; attempt++) {
@@ -255,17 +264,7 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
       // The agent must be this machine's and live, its key signed by this owner. Unlike a wrap,
       // the key need not be the pinned one: nothing is wrapped for it, and a server restored
       // from before a rotate serves the older key, which only a rotate can replace.
-      await checkPinnedAgent(
-        session,
-        {
-          agentId: agent.id,
-          name: agent.name,
-          encPk: agent.enc_pk,
-          createdAt: agent.created_at,
-          keySig: agent.key_sig,
-        },
-        { anySignedKey: true },
-      );
+      await checkPinnedAgent(session, keyClaimOf(agent), { anySignedKey: true });
       const plan = await planRotation(session, agent);
       key ??= await mintKey(session, agent.id);
       const made = await grantsFor(
@@ -287,8 +286,12 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
         grants: made.map((m) => m.upload),
       };
       const newKey = { enc_fpr: key.encFpr, created_at: key.createdAt };
+      crashPoint(session.io.env, "rotate:minted");
       // Recorded before sending, so a rotate whose answer is lost can be recognised later.
       await session.updatePins((c) => withPendingKey(c, agent.id, newKey));
+      crashPoint(session.io.env, "rotate:pending-pinned");
+      await options.beforeSend?.(key.token);
+      crashPoint(session.io.env, "rotate:pending-written");
       let rotated: AgentView;
       try {
         rotated = parseAgentView(
@@ -298,12 +301,14 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
         if (!shouldRetry(error, attempt)) throw error;
         continue;
       }
+      crashPoint(session.io.env, "rotate:answered");
       // The new key holds no wrap of a grant the server lost: forget its pin, say so.
       await session.updatePins((c) => {
         let next = withCurrentKey(c, agent.id, newKey);
         for (const lost of plan.missing) next = withoutGrantPin(next, lost.secretId, agent.id);
         return next;
       });
+      crashPoint(session.io.env, "rotate:pinned");
       for (const lost of plan.missing) note(session.io, lostGrantNotice(name, lost.pin));
       if (rotated.id !== agent.id) throw new KeyholeError("untrusted_server", "agent id mismatch");
       return { agent: rotated, token: key.token };
@@ -312,6 +317,59 @@ export async function rotateAgent(session: OwnerSession, name: string): Promise<
     key?.token.destroy();
     throw error;
   }
+}
+
+/** Options of `rotateAgent`. */
+export interface RotateOptions {
+  /**
+   * Runs with the new token after it is pinned as pending and before each rotate request is
+   * sent: from the send on, the server may commit and the old token may be dead.
+   */
+  readonly beforeSend?: (token: AgentToken) => Promise<void>;
+}
+
+/**
+ * Settles a token that an interrupted `agent rotate` kept (owner/pending-token.ts) by asking the
+ * server which key the agent has now. If it is this token's key (signed by this owner, agent
+ * pinned and live here), the rotate committed: the key is pinned as current and the agent is
+ * returned. Otherwise the rotate never committed and the token is dead: null. A token minted
+ * by another owner, or that is another live agent's current key, is refused (`config_error`)
+ * rather than reported dead, since it may be someone's only working token.
+ */
+export async function settleInterruptedRotate(
+  session: OwnerSession,
+  name: string,
+  token: AgentToken,
+): Promise<AgentView | null> {
+  if (!equalBytes(token.ownerFingerprint, await fingerprint(session.signingKey.publicKey))) {
+    throw new KeyholeError("config_error", "the pending token was made by another owner");
+  }
+  const keys = await token.deriveKeys();
+  zeroize(keys.authKey);
+  const publicKey = keys.recipient.publicKey;
+  const agent = await requireAgent(session, name);
+  if (agent.revoked_at !== null) {
+    throw new KeyholeError("conflict", `agent '${name}' is revoked; create a new one`);
+  }
+  if (!equalBytes(bytes(agent.enc_pk), publicKey)) {
+    const holder = (await listAgents(session)).find(
+      (a) => a.revoked_at === null && equalBytes(bytes(a.enc_pk), publicKey),
+    );
+    if (holder !== undefined) {
+      throw new KeyholeError(
+        "config_error",
+        `the pending token is agent '${holder.name}''s current token, not '${name}''s`,
+      );
+    }
+    return null;
+  }
+  await checkPinnedAgent(session, keyClaimOf(agent), { anySignedKey: true });
+  const current = {
+    enc_fpr: encodeBase64url(await fingerprint(publicKey)),
+    created_at: agent.created_at,
+  };
+  await session.updatePins((c) => withCurrentKey(c, agent.id, current));
+  return agent;
 }
 
 function lostGrantNotice(agentName: string, grant: GrantPin): string {

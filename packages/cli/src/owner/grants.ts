@@ -11,6 +11,7 @@ import { checkPinnedAgent } from "./pin-checks.js";
 import { liveAgentIds, withGrantPin, withoutGrantPin } from "./pins.js";
 import { requireSecretView, shouldRetry } from "./secrets.js";
 import type { OwnerSession } from "./session.js";
+import { keyClaimOf } from "./verify.js";
 import { parseGrantList, parseGrantView } from "./views.js";
 import { closeVersion, grantFor, openOwnerVersion } from "./wrapping.js";
 
@@ -29,13 +30,7 @@ export async function addGrant(
     if (agent.revoked_at !== null) {
       throw new KeyholeError("conflict", `agent '${agentName}' is revoked`);
     }
-    const { publicKey } = await checkPinnedAgent(session, {
-      agentId: agent.id,
-      name: agent.name,
-      encPk: agent.enc_pk,
-      createdAt: agent.created_at,
-      keySig: agent.key_sig,
-    });
+    const { publicKey } = await checkPinnedAgent(session, keyClaimOf(agent));
     const view = await requireSecretView(session, secretName);
     const version = await openOwnerVersion(session, view);
     let upload: Awaited<ReturnType<typeof grantFor>>;

@@ -24,9 +24,11 @@ export interface AgentPin extends KeyPin {
   readonly expires_at: number | null;
   readonly revoked: boolean;
   /**
-   * The key of a rotate sent but not yet known to have committed. Its token is destroyed
-   * unless the rotate is recorded, so a server holding this key gets nothing usable; accepting
-   * it lets the owner carry on (and rotate again) after an interrupted rotate.
+   * The key of a rotate sent but not yet known to have committed. Accepting it lets the owner
+   * carry on after an interrupted rotate. With `--token-file PATH` its token waits in
+   * `PATH.pending` (owner/pending-token.ts), and re-running the rotate finishes or redoes it;
+   * without, the token went only to stdout and is lost with the process, so rotating again is
+   * the way out.
    */
   readonly pending: KeyPin | null;
 }

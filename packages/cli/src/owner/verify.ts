@@ -9,6 +9,7 @@
  * - a version must never be lower than the highest this machine has seen.
  */
 import {
+  type AgentView,
   encodeBase64url,
   fingerprint,
   type GrantStatement,
@@ -31,6 +32,17 @@ export interface AgentKeyClaim {
   readonly createdAt: number;
   /** base64url Ed25519 signature (KHK1). */
   readonly keySig: string;
+}
+
+/** The key claim in an `AgentView` the server sent. */
+export function keyClaimOf(agent: AgentView): AgentKeyClaim {
+  return {
+    agentId: agent.id,
+    name: agent.name,
+    encPk: agent.enc_pk,
+    createdAt: agent.created_at,
+    keySig: agent.key_sig,
+  };
 }
 
 /**

@@ -87,6 +87,29 @@ describe("owner routes: agents", () => {
     assert.equal((await owner.request("GET", "/v1/owner/agents/forged")).status, 404);
   });
 
+  it("refuses a key stamped more than 5 minutes past the server clock (create and rotate)", async () => {
+    const now = t.clock.now();
+    const minted = async (name: string, id?: string) => {
+      t.clock.t = now + 6 * 60_000;
+      try {
+        return await owner.mintAgent(name, id);
+      } finally {
+        t.clock.t = now;
+      }
+    };
+    const create = await owner.agentCreateBody(await minted("future"));
+    const created = await owner.request("POST", "/v1/owner/agents", create);
+    assert.equal(created.status, 400);
+    assert.match(created.text, /created_at is in the future/);
+    const live = await owner.createAgent("clocked");
+    const body = await owner.agentCreateBody(await minted("clocked", live.id));
+    const { id: _i, name: _n, expires_at: _e, allowed_cidrs: _c, ...rotate } = body;
+    const rotated = await owner.request("POST", "/v1/owner/agents/clocked/rotate", rotate);
+    assert.equal(rotated.status, 400);
+    assert.match(rotated.text, /created_at is in the future/);
+    assert.equal((await agentGet(t.url, live, "/v1/agent/self")).status, 200);
+  });
+
   it("answers 400 for wrong types, unknown or missing fields and bad base64url", async () => {
     const agent = await owner.mintAgent("typed");
     const body = await owner.agentCreateBody(agent);

@@ -11,11 +11,15 @@ import type { RequestContext } from "../http/context.js";
 import type { Route } from "../http/router.js";
 import type { Logger } from "../log.js";
 import type { AgentSummary, NewGrant, Store } from "../store/store.js";
+import { crashPoint } from "../test-crash.js";
 import { checkBody, checkNoBody, name } from "../validate.js";
 import type { OwnerKeys, VaultState } from "../vault-state.js";
 import { checkAgentKey, checkGrantUpload, type GrantRecipient } from "./grant-checks.js";
 import { agentView, blastRadiusView, grantView } from "./views.js";
 import { agentCreateCheck, agentRotateCheck, type GrantUploadBody } from "./wire-checks.js";
+
+/** How far past the server clock an agent key's `created_at` may be (owner requests: ±60 s). */
+const MAX_KEY_CLOCK_SKEW_MS = 5 * 60_000;
 
 /** What the agent routes of the owner use. */
 export interface OwnerAgentDeps {
@@ -75,6 +79,17 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
     return out;
   }
 
+  /**
+   * A new key may not claim a time far past the server's clock. The store refuses a rotate to
+   * a key older than the current one (a delayed request); without this bound a key stamped in
+   * the future would make every later rotate look older, and a leaked token unrotatable.
+   */
+  function checkKeyTime(createdAt: number, now: number): void {
+    if (createdAt > now + MAX_KEY_CLOCK_SKEW_MS) {
+      throw new KeyholeError("bad_request", "created_at is in the future (check the clock)");
+    }
+  }
+
   /** A token id once retired is never registered again. */
   function checkFreshToken(tokenId: Uint8Array): void {
     if (deps.revoked.has(tokenId)) throw new KeyholeError("conflict", "the token id is taken");
@@ -132,6 +147,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentCreateCheck);
         checkFreshToken(body.token_id);
+        checkKeyTime(body.created_at, ctx.now);
         const owner = await deps.vault.owner();
         await checkAgentKey(owner, body.id, body.enc_pk, body.created_at, body.key_sig);
         const grants = await checkUploads(
@@ -169,6 +185,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentRotateCheck);
         checkFreshToken(body.token_id);
+        checkKeyTime(body.created_at, ctx.now);
         const agent = await activeAgent(ctx);
         const owner = await deps.vault.owner();
         await checkAgentKey(owner, agent.id, body.enc_pk, body.created_at, body.key_sig);
@@ -190,6 +207,8 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
           ctx.now,
         );
         const token = deps.peppers.makeVerifier(body.token_id, body.auth_key);
+        // Test-only kill points around the commit (test-crash.ts); no-ops unless a test asks.
+        crashPoint("agent.rotate:before-commit");
         const rotated = await ctx.audit((r) =>
           store.rotateAgent(
             {
@@ -205,6 +224,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
             r,
           ),
         );
+        crashPoint("agent.rotate:after-commit");
         if (rotated === null) throw new KeyholeError("not_found", "no such agent");
         recordRetired(rotated.retiredTokenIds, ctx.requestId);
         return { status: 200, body: agentView(rotated.agent) };

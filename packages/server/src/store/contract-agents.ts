@@ -182,6 +182,28 @@ export function agentContract(c: ContractContext): void {
       );
     });
 
+    it("refuses a rotate to a key older than the current one (a delayed request)", async () => {
+      const { agent, secret, token } = await c.setup();
+      const encPk = bytes(32);
+      await rejectsWith(
+        c.store.rotateAgent(
+          {
+            agentId: agent.id,
+            expectedEncPk: agent.encPk,
+            encPk,
+            createdAt: agent.createdAt - 1,
+            keySig: bytes(64),
+          },
+          newToken(),
+          [{ ...grantFor(agent, secret.id, 1), agentEncPk: encPk }],
+          T0,
+          request(),
+        ),
+        "conflict",
+      );
+      assert.equal((await c.store.findAgentByTokenId(token.tokenId))?.agent.id, agent.id);
+    });
+
     it("returns null for an unknown or revoked agent, audited as not_found", async () => {
       const { agent } = await c.setup();
       const update = {

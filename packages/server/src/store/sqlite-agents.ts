@@ -83,6 +83,11 @@ export function rotateAgentTx(
   if (!equalBytes(bytes(agent.enc_pk), update.expectedEncPk)) {
     throw new KeyholeError("conflict", "the agent changed");
   }
+  // A rotate request delayed past a later one (a killed `agent rotate` whose request arrives
+  // after its re-run) must not replace the newer key with an older one.
+  if (update.createdAt < agent.created_at) {
+    throw new KeyholeError("conflict", "the agent already has a newer key");
+  }
   assertGrantsFor(grants, agent.id, update.encPk);
   const active = db.activeGrantRows("g.agent_id = @id", agent.id, now);
   if (

@@ -312,8 +312,9 @@ export interface Store {
   /**
    * Replaces an agent's key, token and grants (`agent.rotate`): the old token stops working in
    * the same transaction, and its id is recorded as retired in it too. The grants must cover
-   * exactly its active grants at current versions. Null (audited `not_found`) if the agent does
-   * not exist or is revoked.
+   * exactly its active grants at current versions, and the new key may not be older
+   * (`createdAt`) than the current one (`conflict`). Null (audited `not_found`) if the agent
+   * does not exist or is revoked.
    */
   rotateAgent(
     update: AgentKeyUpdate,
