@@ -5,6 +5,7 @@
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
 // Then the broker benchmark (bench/broker.mjs, its own processes): direct vs through `keyhole broker`.
+// The smoke run also runs the flood benchmark (bench/flood.mjs --smoke).
 //
 //   npm run bench                     3 s per point, median of 3 runs
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
@@ -144,3 +145,13 @@ console.log("");
 const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
 const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
 if (broker.status !== 0) process.exitCode = 1;
+
+// The flood (bench/flood.mjs) saturates the machine for about a minute: in the smoke run only
+// (`node bench/flood.mjs` alone for the full one).
+if (smoke) {
+  console.log("");
+  const flood = spawnSync(process.execPath, [join(here, "flood.mjs"), "--smoke"], {
+    stdio: "inherit",
+  });
+  if (flood.status !== 0) process.exitCode = 1;
+}

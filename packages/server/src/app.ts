@@ -71,6 +71,12 @@ export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Writes `auth.failed` counts still held back by the throttle (all of them with `force`). */
   flushFailedAuth(force?: boolean): Promise<void>;
+  /**
+   * From now on every answer closes its connection (the server is stopping): a keep-alive
+   * client cannot keep a stopping server busy, and each connection ends after the answer it is
+   * waiting for rather than being cut by the forced close.
+   */
+  drain(): void;
 }
 
 const MAX_USER_AGENT = 256;
@@ -81,6 +87,10 @@ const SHED = "the server is at capacity; retry shortly";
 /** Builds the app. */
 export function createApp(deps: AppDeps): App {
   const inFlight = new InFlightLimit(deps.maxInFlight);
+  let draining = false;
+  /** `send`, closing the connection after the answer once the server is stopping. */
+  const answer: typeof send = (res, requestId, status, body, headers = {}) =>
+    send(res, requestId, status, body, draining ? { ...headers, connection: "close" } : headers);
   const proxies = new TrustedProxies(deps.trustedProxies);
   const failures = new FailedAuthRecorder(deps.store, deps.clock);
   const gate = new AuthGate({
@@ -134,7 +144,7 @@ export function createApp(deps: AppDeps): App {
       }
       await gate.authenticate(ctx, route);
       const reply = await route.handler(ctx);
-      send(res, ctx.requestId, reply.status, reply.body);
+      answer(res, ctx.requestId, reply.status, reply.body);
       return { status: reply.status, route };
     } catch (error) {
       const failure = await toFailure(error, ctx, route);
@@ -144,7 +154,7 @@ export function createApp(deps: AppDeps): App {
       }
       // Stop reading an oversized body: close the connection rather than drain it.
       if (failure.code === "payload_too_large") headers.connection = "close";
-      send(
+      answer(
         res,
         ctx.requestId,
         failure.status,
@@ -253,16 +263,15 @@ export function createApp(deps: AppDeps): App {
         deps.clock,
       );
       if (!inFlight.admit(ctx.path)) {
-        // The body is not read: close the connection rather than drain it.
-        send(
+        // A body is not read: then close the connection rather than drain it. Without one the
+        // connection stays open: a shed client that reconnects joins the accept queue, which
+        // Node serves one connection per loop turn (bench/flood.mjs).
+        answer(
           res,
           ctx.requestId,
           503,
           { error: { code: "unavailable", message: SHED } },
-          {
-            "retry-after": "1",
-            connection: "close",
-          },
+          { "retry-after": "1", ...(hasBody(req) ? { connection: "close" } : {}) },
         );
         metrics?.observe(null, 503, performance.now() - started);
         return;
@@ -290,6 +299,9 @@ export function createApp(deps: AppDeps): App {
         });
     },
     flushFailedAuth: (force = false) => failures.flush(force),
+    drain: () => {
+      draining = true;
+    },
   };
 }
 
@@ -313,6 +325,12 @@ function cleanUserAgent(value: string | undefined): string {
   if (value === undefined) return "";
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we strip
   return value.replace(/[\u0000-\u001f\u007f]/g, "").slice(0, MAX_USER_AGENT);
+}
+
+/** Whether a request carries a body (which an early answer leaves unread). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 function send(

@@ -229,6 +229,7 @@ export async function startServerWith(
       close: () => {
         closing ??= (async () => {
           clearInterval(flush);
+          app.drain();
           await stop(server);
           await app
             .flushFailedAuth(true)
