@@ -85,6 +85,17 @@ test("unknown options and missing values are one short usage line", () => {
   );
 });
 
+test("an option given twice is refused unless it is declared repeatable", () => {
+  const options = { cidr: { type: "string" }, env: { type: "string", multiple: true } } as const;
+  usage(
+    () => parseCommandArgs(["--cidr", "10.0.0.0/8", "--cidr=::1"], options),
+    /^option '--cidr' given more than once$/,
+  );
+  usage(() => parseCommandArgs(["-h", "--help"], {}), /given more than once/);
+  const parsed = parseCommandArgs(["--env", "A", "--env", "B", "--cidr", "::1"], options);
+  assert.deepEqual(parsed.values.env, ["A", "B"]);
+});
+
 test("positional arguments are counted and named", () => {
   usage(() => parseCommandArgs([], {}, ["NAME"]), /^missing NAME$/);
   usage(() => parseCommandArgs(["a"], {}, ["AGENT", "SECRET"]), /^missing SECRET$/);

@@ -26,7 +26,9 @@ export function usageError(message: string): KeyholeError {
 
 /**
  * Parses `argv` strictly against `options` (plus `--help`). Positional arguments are allowed
- * but counted: fewer than `min` or more than `max` is a usage error naming what is missing.
+ * but counted: fewer than `min` or more than `max` is a usage error naming what is missing. An
+ * option not declared `multiple` may appear once: Node would keep the last silently, and
+ * `--cidr A --cidr B` meaning only B is a limit the owner did not set.
  */
 export function parseCommandArgs(
   argv: readonly string[],
@@ -41,9 +43,18 @@ export function parseCommandArgs(
       options: { ...HELP_OPTION, ...options },
       strict: true,
       allowPositionals: true,
+      tokens: true,
     });
   } catch (error) {
     throw usageError(describeParseError(error));
+  }
+  const seen = new Set<string>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== "option") continue;
+    if (seen.has(token.name) && options[token.name]?.multiple !== true) {
+      throw usageError(`option '${printable(token.rawName)}' given more than once`);
+    }
+    seen.add(token.name);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const help = values.help === true;
