@@ -13,6 +13,7 @@ import { startupStorageError } from "./store/storage-errors.js";
 const USAGE = `usage: keyhole-server --data-dir DIR [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level silent|error|info|debug]
                       [--allow-missing-revocations] [--trusted-proxy CIDR,...]
+                      [--health-port P]
 `;
 
 const LEVELS: readonly string[] = ["silent", "error", "info", "debug"];
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
         "log-level": { type: "string" },
         "allow-missing-revocations": { type: "boolean" },
         "trusted-proxy": { type: "string" },
+        "health-port": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -58,6 +60,11 @@ async function main(): Promise<void> {
   if (typeof values["tls-cert"] === "string") options.tlsCert = values["tls-cert"];
   if (typeof values["tls-key"] === "string") options.tlsKey = values["tls-key"];
   if (values["allow-missing-revocations"] === true) options.allowMissingRevocations = true;
+  const healthPort = values["health-port"];
+  if (typeof healthPort === "string") {
+    if (!/^\d{1,5}$/.test(healthPort)) usage("--health-port must be a number");
+    options.healthPort = Number(healthPort);
+  }
   // Checked (strictly, with a clear error) by startServer.
   const proxies = values["trusted-proxy"];
   if (typeof proxies === "string") options.trustedProxies = proxies.split(",").map((p) => p.trim());
@@ -75,6 +82,7 @@ async function main(): Promise<void> {
     throw startupStorageError(error, dataDir) ?? error;
   }
   process.stderr.write(`keyhole server listening on ${server.url}\n`);
+  if (server.healthUrl !== null) process.stderr.write(`health checks on ${server.healthUrl}\n`);
   if (server.bootstrapCode !== null) {
     process.stderr.write(`bootstrap code: ${server.bootstrapCode}\n`);
   }

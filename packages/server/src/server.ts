@@ -23,6 +23,7 @@ import {
 import { lockDataDir } from "./data-lock.js";
 import { TrustedProxies } from "./http/client-address.js";
 import { answerClientError } from "./http/client-error.js";
+import { startHealthListener } from "./http/health-listener.js";
 import { Logger, type LogLevel } from "./log.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
@@ -62,6 +63,12 @@ export interface ServerOptions {
    * allowlists and the audit log use. Default none: the header is ignored.
    */
   trustedProxies?: readonly string[];
+  /**
+   * Also answer `GET /healthz` and `GET /readyz` (only those, plain HTTP) on this port of the
+   * same host, 0 for any free port: probes that open a new connection each time are then not
+   * queued behind a flood on the main port (http/health-listener.ts). Default: none.
+   */
+  healthPort?: number;
   /** The server clock (ms since the epoch), for tests; default `Date.now`. */
   now?: () => number;
 }
@@ -74,6 +81,8 @@ export interface RunningServer {
   vaultId: string;
   /** The code `POST /v1/init` needs, while the vault has no owner; else null. */
   bootstrapCode: string | null;
+  /** `http://host:port` of the health listener (`healthPort`), or null. */
+  healthUrl: string | null;
   /** Stops accepting, finishes in-flight requests (5 s at most) and closes the store. */
   close(): Promise<void>;
 }
@@ -111,6 +120,13 @@ export async function startServerWith(
   }
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new KeyholeError("config_error", "the port must be an integer from 0 to 65535");
+  }
+  const healthPort = options.healthPort;
+  if (
+    healthPort !== undefined &&
+    (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65535)
+  ) {
+    throw new KeyholeError("config_error", "the health port must be an integer from 0 to 65535");
   }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new KeyholeError("config_error", "TLS needs both a certificate and a key");
@@ -207,6 +223,15 @@ export async function startServerWith(
     server.maxConnections = internals.maxConnections ?? 1024;
     await listen(server, port, host);
     const actualPort = (server.address() as AddressInfo).port;
+    let health: Server | null = null;
+    if (healthPort !== undefined) {
+      try {
+        health = await startHealthListener(app.handle, host, healthPort);
+      } catch (error) {
+        await stop(server);
+        throw error;
+      }
+    }
     const flush = setInterval(() => {
       app
         .flushFailedAuth()
@@ -226,11 +251,15 @@ export async function startServerWith(
       port: actualPort,
       vaultId: vaultRecord.vaultId,
       bootstrapCode: bootstrap.code,
+      healthUrl:
+        health === null
+          ? null
+          : `http://${host.includes(":") ? `[${host}]` : host}:${(health.address() as AddressInfo).port}`,
       close: () => {
         closing ??= (async () => {
           clearInterval(flush);
           app.drain();
-          await stop(server);
+          await Promise.all([stop(server), health === null ? null : stop(health)]);
           await app
             .flushFailedAuth(true)
             .catch((error: unknown) => logger.unexpected("audit flush failed", error));

@@ -19,7 +19,7 @@ import { keyholeHome } from "../owner/config.js";
 const USAGE = `Usage: keyhole server [--data-dir DIR] [--host 127.0.0.1] [--port 8250]
                       [--tls-cert FILE --tls-key FILE] [--log-level info]
                       [--allow-missing-revocations] [--metrics]
-                      [--trusted-proxy CIDR,...]
+                      [--trusted-proxy CIDR,...] [--health-port PORT]
 
 Run the Keyhole server (embedded SQLite in DIR) until Ctrl-C. On first start it prints
 a one-time bootstrap code and writes it to DIR/bootstrap-code (mode 0600); the first
@@ -46,6 +46,9 @@ Options:
                      that rate limits, agent --cidr allowlists and the audit log use;
                      from anyone else it is ignored. List the proxies themselves: any
                      host in these ranges can claim any client address. Default: none
+  --health-port PORT also answer GET /healthz and /readyz (only those, plain HTTP) on
+                     this port: probes that open a new connection each time (the
+                     kubelet's) are then not queued behind a flood on the main port
   -h, --help         show this help
 `;
 
@@ -58,10 +61,14 @@ export async function startServerForCli(options: ServerOptions): Promise<Running
   try {
     return await startServer(options);
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const where = `${options.host ?? "127.0.0.1"}:${options.port ?? 8250}`;
+    const { code, port } = error as { code?: unknown; port?: unknown };
+    // The health listener starts second: an error naming its port is about it.
+    const health =
+      options.healthPort !== undefined && options.healthPort !== 0 && port === options.healthPort;
+    const where = `${options.host ?? "127.0.0.1"}:${health ? options.healthPort : (options.port ?? 8250)}`;
     if (code === "EADDRINUSE") {
-      throw new KeyholeError("config_error", `${where} is already in use (try --port)`);
+      const hint = health ? "--health-port" : "--port";
+      throw new KeyholeError("config_error", `${where} is already in use (try ${hint})`);
     }
     if (code === "EACCES") {
       throw new KeyholeError("config_error", `not allowed to listen on ${where}`);
@@ -96,6 +103,7 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     "allow-missing-revocations": { type: "boolean" },
     metrics: { type: "boolean" },
     "trusted-proxy": { type: "string" },
+    "health-port": { type: "string" },
   });
   if (args === null) return 0;
   const dataDirOption = stringOption(args, "data-dir");
@@ -115,6 +123,9 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
   if (!LOG_LEVELS.includes(levelText as LogLevel)) {
     throw usageError("--log-level must be silent, error, info or debug");
   }
+  const healthText = stringOption(args, "health-port");
+  const healthPort =
+    healthText === undefined ? undefined : parseInteger(healthText, "--health-port", 0, 65535);
   const proxyText = stringOption(args, "trusted-proxy");
   const trustedProxies = proxyText === undefined ? [] : parseCidrList(proxyText, "--trusted-proxy");
   const server = await startServerForCli({
@@ -126,10 +137,12 @@ async function run(argv: readonly string[], io: Io): Promise<number> {
     ...(args.values["allow-missing-revocations"] === true ? { allowMissingRevocations: true } : {}),
     ...(args.values.metrics === true ? { metrics: true } : {}),
     ...(trustedProxies.length === 0 ? {} : { trustedProxies }),
+    ...(healthPort === undefined ? {} : { healthPort }),
     ...(tlsCert === undefined ? {} : { tlsCert: resolve(io.cwd, tlsCert) }),
     ...(tlsKey === undefined ? {} : { tlsKey: resolve(io.cwd, tlsKey) }),
   });
   note(io, `keyhole server listening on ${server.url} (vault ${server.vaultId}, data ${dataDir})`);
+  if (server.healthUrl !== null) note(io, `health checks on ${server.healthUrl}`);
   if (server.bootstrapCode !== null) {
     for (const line of bootstrapLines(server.url, dataDir, server.bootstrapCode)) note(io, line);
   }

@@ -64,6 +64,8 @@ export interface TestServerOptions {
   readonly host?: "127.0.0.1" | "::1";
   /** `ServerOptions.trustedProxies`. */
   readonly trustedProxies?: readonly string[];
+  /** `ServerOptions.healthPort`. */
+  readonly healthPort?: number;
 }
 
 /** Starts a server for one test file or test. */
@@ -85,6 +87,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         : { allowMissingRevocations: options.allowMissingRevocations }),
       ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
       ...(options.trustedProxies === undefined ? {} : { trustedProxies: options.trustedProxies }),
+      ...(options.healthPort === undefined ? {} : { healthPort: options.healthPort }),
     },
     {
       openStore: (path) => {
