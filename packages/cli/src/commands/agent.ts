@@ -4,7 +4,7 @@
  */
 import { access } from "node:fs/promises";
 import { resolve } from "node:path";
-import type { AgentRevokeResponse, AgentView } from "@keyhole/core";
+import { type AgentRevokeResponse, type AgentView, isKeyholeError } from "@keyhole/core";
 import {
   CONNECT_OPTIONS,
   type Command,
@@ -320,7 +320,9 @@ async function rotateToFile(
   try {
     done = await rotateIntoFile(session, name, target);
   } catch (error) {
-    if (await exists(pendingTokenPath(target))) {
+    // A refused pending file (config_error) says what to do itself; re-running would not help.
+    const refused = isKeyholeError(error) && error.code === "config_error";
+    if (!refused && (await exists(pendingTokenPath(target)))) {
       note(
         io,
         `keyhole: the rotate was interrupted; the new token is kept in ${pendingTokenPath(target)}. ` +

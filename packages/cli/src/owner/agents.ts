@@ -86,10 +86,15 @@ interface MintedKey {
   readonly authKey: string;
 }
 
-async function mintKey(session: OwnerSession, agentId: string): Promise<MintedKey> {
+/**
+ * Mints a key for `agentId`, stamped now or, if later, `notBefore`: the server refuses a rotate
+ * to a key older than the current one, so a key made with a clock behind the last one's must
+ * still come after it.
+ */
+async function mintKey(session: OwnerSession, agentId: string, notBefore = 0): Promise<MintedKey> {
   const token = AgentToken.generate(await fingerprint(session.signingKey.publicKey));
   const keys = await token.deriveKeys();
-  const createdAt = session.io.now();
+  const createdAt = Math.max(session.io.now(), notBefore);
   const publicKey = keys.recipient.publicKey;
   const keySig = await signAgentKey(session.signingKey, {
     vaultId: session.vaultId,
@@ -266,7 +271,13 @@ export async function rotateAgent(
       // from before a rotate serves the older key, which only a rotate can replace.
       await checkPinnedAgent(session, keyClaimOf(agent), { anySignedKey: true });
       const plan = await planRotation(session, agent);
-      key ??= await mintKey(session, agent.id);
+      if (key !== null && key.createdAt < agent.created_at) {
+        // Another rotate committed a newer key since this one was made (our request got a
+        // conflict, so it did not commit): the server would refuse this key as older.
+        key.token.destroy();
+        key = null;
+      }
+      key ??= await mintKey(session, agent.id, agent.created_at + 1);
       const made = await grantsFor(
         session,
         { id: agent.id, publicKey: key.publicKey },
@@ -304,7 +315,7 @@ export async function rotateAgent(
       crashPoint(session.io.env, "rotate:answered");
       // The new key holds no wrap of a grant the server lost: forget its pin, say so.
       await session.updatePins((c) => {
-        let next = withCurrentKey(c, agent.id, newKey);
+        let next = withCurrentKey(c, agent.id, newKey, options.keepPendingPin === true);
         for (const lost of plan.missing) next = withoutGrantPin(next, lost.secretId, agent.id);
         return next;
       });
@@ -326,15 +337,22 @@ export interface RotateOptions {
    * sent: from the send on, the server may commit and the old token may be dead.
    */
   readonly beforeSend?: (token: AgentToken) => Promise<void>;
+  /**
+   * Keep the pending key pinned after the rotate commits (`--token-file`: cleared once the
+   * token file is in place, see rotate-to-file.ts).
+   */
+  readonly keepPendingPin?: boolean;
 }
 
 /**
- * Settles a token that an interrupted `agent rotate` kept (owner/pending-token.ts) by asking the
- * server which key the agent has now. If it is this token's key (signed by this owner, agent
- * pinned and live here), the rotate committed: the key is pinned as current and the agent is
- * returned. Otherwise the rotate never committed and the token is dead: null. A token minted
- * by another owner, or that is another live agent's current key, is refused (`config_error`)
- * rather than reported dead, since it may be someone's only working token.
+ * Settles a token that an interrupted `agent rotate` kept (owner/pending-token.ts). It must be
+ * the key this machine pinned as the agent's pending key before that rotate's request was sent;
+ * anything else in `PATH.pending` (a copy of the current token planted by whoever holds it, a
+ * token of another agent or owner) is refused with `config_error` and left alone, so a planted
+ * file can neither stop a rotate nor be taken for its result. Then the server is asked which key
+ * the agent has now: if it is this token's (signed by this owner), the rotate committed and the
+ * key is pinned as current (the pending pin stays until the file is in place); otherwise the
+ * rotate never committed and the token is dead: null.
  */
 export async function settleInterruptedRotate(
   session: OwnerSession,
@@ -347,7 +365,17 @@ export async function settleInterruptedRotate(
   const keys = await token.deriveKeys();
   zeroize(keys.authKey);
   const publicKey = keys.recipient.publicKey;
+  const tokenFpr = encodeBase64url(await fingerprint(publicKey));
   const agent = await requireAgent(session, name);
+  const pin = (await session.reloadPins()).agents[agent.id];
+  if (pin?.pending?.enc_fpr !== tokenFpr) {
+    throw new KeyholeError(
+      "config_error",
+      `the pending token file was not written by an interrupted rotate of agent '${name}' on ` +
+        "this machine (its key is not the one pinned for it); move it away and run the " +
+        "command again",
+    );
+  }
   if (agent.revoked_at !== null) {
     throw new KeyholeError("conflict", `agent '${name}' is revoked; create a new one`);
   }
@@ -364,11 +392,8 @@ export async function settleInterruptedRotate(
     return null;
   }
   await checkPinnedAgent(session, keyClaimOf(agent), { anySignedKey: true });
-  const current = {
-    enc_fpr: encodeBase64url(await fingerprint(publicKey)),
-    created_at: agent.created_at,
-  };
-  await session.updatePins((c) => withCurrentKey(c, agent.id, current));
+  const current = { enc_fpr: tokenFpr, created_at: agent.created_at };
+  await session.updatePins((c) => withCurrentKey(c, agent.id, current, true));
   return agent;
 }
 

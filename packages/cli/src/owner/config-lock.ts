@@ -3,7 +3,8 @@
  * two running at once (two terminals, a script) would otherwise each write back what it read and
  * lose the other's pins, after which the owner's own next command is refused as if the server
  * had made up an agent. `config.json.lock` holds the writer's pid; a lock left by a process that
- * died is taken over, and a live holder is waited for (up to 10 s).
+ * died is taken over, and a live holder is waited for (up to 10 s). `withFileLock` is the same
+ * lock on any path (`agent rotate --token-file PATH` holds `PATH.lock`).
  */
 import { closeSync, constants, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -51,8 +52,12 @@ function tryLock(path: string): boolean {
 }
 
 /** Runs `fn` holding the lock of the owner home `home`. */
-export async function withConfigLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
-  const path = join(home, "config.json.lock");
+export function withConfigLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
+  return withFileLock(join(home, "config.json.lock"), fn);
+}
+
+/** Runs `fn` holding the lock file `path` (created 0600 with this process's pid). */
+export async function withFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + WAIT_MS;
   while (!tryLock(path)) {
     const pid = holder(path);

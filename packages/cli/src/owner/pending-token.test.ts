@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -56,7 +57,7 @@ test("discarding removes PATH.pending and leaves PATH alone", async () => {
 
 test("a PATH.pending that is not a token is a config_error naming the file, not deleted", async () => {
   const target = join(dir, "d.token");
-  await writeFile(`${target}.pending`, "kh1_not-a-token\n");
+  await writeFile(`${target}.pending`, "kh1_not-a-token\n", { mode: 0o600 });
   await assert.rejects(readPendingToken(target), (error) => {
     assert.ok(isKeyholeError(error) && error.code === "config_error");
     assert.match(error.message, /d\.token\.pending does not hold an agent token/);
@@ -64,4 +65,30 @@ test("a PATH.pending that is not a token is a config_error naming the file, not 
     return true;
   });
   assert.equal(await readFile(`${target}.pending`, "utf8"), "kh1_not-a-token\n");
+});
+
+test("PATH.pending is read only as this user's private regular file, never through a link", async () => {
+  const refused = async (name: string, why: RegExp) => {
+    const target = join(dir, name);
+    await assert.rejects(readPendingToken(target), (error) => {
+      assert.ok(isKeyholeError(error) && error.code === "config_error");
+      assert.match(error.message, why);
+      return true;
+    });
+  };
+  // A symbolic link (to a real token file): refused, not followed.
+  const real = join(dir, "real.token");
+  await writePendingToken(real, token());
+  await symlink(pendingTokenPath(real), join(dir, "link.token.pending"));
+  await refused("link.token", /is a symbolic link/);
+  // A FIFO would block a plain read forever.
+  execFileSync("mkfifo", [join(dir, "fifo.token.pending")]);
+  await refused("fifo.token", /is not a regular file/);
+  // Readable by others.
+  await writePendingToken(join(dir, "open.token"), token());
+  await chmod(join(dir, "open.token.pending"), 0o644);
+  await refused("open.token", /readable or writable by others/);
+  // Far larger than a token.
+  await writeFile(join(dir, "big.token.pending"), "x".repeat(4096), { mode: 0o600 });
+  await refused("big.token", /too large/);
 });

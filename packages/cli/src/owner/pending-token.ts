@@ -10,7 +10,8 @@
  * (secret-file.ts), and every rename or removal is followed by an fsync of the directory, so a
  * power cut never leaves a half-written token nor undoes a rename the next step relied on.
  */
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { type AgentToken, KeyholeError, parseToken } from "@keyhole/core";
 import { prepareSecretFile } from "../secret-file.js";
@@ -42,18 +43,47 @@ export async function writePendingToken(target: string, token: AgentToken): Prom
   await syncDirectory(path);
 }
 
+/** A token file is about 100 bytes; anything much larger was not written by `agent rotate`. */
+const MAX_PENDING_BYTES = 1024;
+
 /**
- * The token in `PATH.pending`, or null when there is none. A file that is not a token was not
- * written by `agent rotate` (which writes atomically): `config_error`, left for the owner to look
- * at rather than deleted.
+ * The token in `PATH.pending`, or null when there is none. Read the way `agent rotate` wrote it
+ * or not at all: never through a symbolic link, never from a FIFO or device (which could hang or
+ * redirect the read), only a regular file of this user's with no group or other access. A file
+ * that fails any of this, or is not a token, was not written by `agent rotate` (which writes
+ * atomically): `config_error`, left for the owner to look at rather than deleted.
  */
 export async function readPendingToken(target: string): Promise<AgentToken | null> {
   const path = pendingTokenPath(target);
+  const refuse = (why: string): never => {
+    throw new KeyholeError(
+      "config_error",
+      `${path} ${why}; it was not written by \`agent rotate\`: move it away and run the command again`,
+    );
+  };
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    const handle = await open(
+      path,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) refuse("is not a regular file");
+      if (typeof process.getuid === "function" && info.uid !== process.getuid()) {
+        refuse("belongs to another user");
+      }
+      if ((info.mode & 0o077) !== 0) refuse("is readable or writable by others");
+      if (info.size > MAX_PENDING_BYTES) refuse("is too large to be a token");
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    if (code === "ELOOP") refuse("is a symbolic link");
+    if (error instanceof KeyholeError) throw error;
     throw new KeyholeError("config_error", `cannot read ${path} (${describe(error)})`);
   }
   try {

@@ -134,16 +134,32 @@ export function withPendingKey<C extends Pinned>(config: C, agentId: string, key
   return withAgentPin(config, agentId, { ...pin, pending: key });
 }
 
-/** Makes `key` the agent's current key (a rotate committed). */
-export function withCurrentKey<C extends Pinned>(config: C, agentId: string, key: KeyPin): C {
+/**
+ * Makes `key` the agent's current key (a rotate committed). With `keepPending` the pending key
+ * stays pinned too: `agent rotate --token-file` clears it only once the token file is in place,
+ * since the pending pin is what lets a re-run recognise its own `PATH.pending`.
+ */
+export function withCurrentKey<C extends Pinned>(
+  config: C,
+  agentId: string,
+  key: KeyPin,
+  keepPending = false,
+): C {
   const pin = config.agents[agentId];
   if (pin === undefined) return config;
   return withAgentPin(config, agentId, {
     ...pin,
     enc_fpr: key.enc_fpr,
     created_at: key.created_at,
-    pending: null,
+    pending: keepPending ? pin.pending : null,
   });
+}
+
+/** Forgets the agent's pending key (its rotate is settled and its token file in place). */
+export function withoutPendingKey<C extends Pinned>(config: C, agentId: string): C {
+  const pin = config.agents[agentId];
+  if (pin === undefined || pin.pending === null) return config;
+  return withAgentPin(config, agentId, { ...pin, pending: null });
 }
 
 /**
