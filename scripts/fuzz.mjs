@@ -5,7 +5,11 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
-const FILES = ["packages/core/dist/parsers.fuzz.test.js", "packages/server/dist/fuzz.test.js"];
+const FILES = [
+  "packages/core/dist/parsers.fuzz.test.js",
+  "packages/core/dist/cidr.test.js",
+  "packages/server/dist/fuzz.test.js",
+];
 
 const runs = process.argv[2] ?? process.env.KEYHOLE_FUZZ_RUNS ?? "20000";
 if (!/^[1-9][0-9]*$/.test(runs)) {
