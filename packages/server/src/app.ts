@@ -28,10 +28,10 @@ import { NonceCache } from "./auth/nonce-cache.js";
 import type { PepperRing } from "./auth/pepper.js";
 import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
 import type { RevokedTokens } from "./auth/revoked-tokens.js";
-import { readBody } from "./http/body.js";
+import { isBodyTimeout, readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
-import { InFlightLimit } from "./http/in-flight.js";
+import { DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
 import { type Route, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
 import { Metrics, metricsRoute, TextBody } from "./metrics.js";
@@ -62,6 +62,10 @@ export interface AppDeps {
   readonly metrics?: boolean;
   /** Requests in flight before new ones are shed with 503 (tests shrink it). */
   readonly maxInFlight?: number;
+  /** Requests one source may have in flight before its new ones are shed (tests shrink it). */
+  readonly maxInFlightPerSource?: number;
+  /** Time a request body has to arrive once the headers are in, in ms (tests shrink it). */
+  readonly bodyTimeoutMs?: number;
   /** CIDR ranges of reverse proxies whose `X-Forwarded-For` is believed; default none. */
   readonly trustedProxies?: readonly string[];
 }
@@ -86,7 +90,11 @@ const SHED = "the server is at capacity; retry shortly";
 
 /** Builds the app. */
 export function createApp(deps: AppDeps): App {
-  const inFlight = new InFlightLimit(deps.maxInFlight);
+  const inFlight = new InFlightLimit(
+    deps.maxInFlight,
+    DEFAULT_MAX_TURN_MS,
+    deps.maxInFlightPerSource,
+  );
   let draining = false;
   /** `send`, closing the connection after the answer once the server is stopping. */
   const answer: typeof send = (res, requestId, status, body, headers = {}) =>
@@ -128,7 +136,7 @@ export function createApp(deps: AppDeps): App {
     let route: Route | null = null;
     try {
       // Bounded, and first: an unread body would otherwise be drained, unbounded, after the reply.
-      ctx.rawBody = await readBody(req);
+      ctx.rawBody = await readBody(req, undefined, deps.bodyTimeoutMs);
       // A trusted proxy sent an X-Forwarded-For we cannot read: no client address to enforce.
       if (addressProblem !== null) throw new KeyholeError("bad_request", addressProblem);
       ctx.query = parseQuery(ctx.queryText);
@@ -152,18 +160,20 @@ export function createApp(deps: AppDeps): App {
       if (failure.code === "rate_limited" || failure.retryAfterSeconds !== undefined) {
         headers["retry-after"] = String(failure.retryAfterSeconds ?? 1);
       }
-      // Stop reading an oversized body: close the connection rather than drain it.
-      if (failure.code === "payload_too_large") headers.connection = "close";
+      // A body that did not come in time: 408, like slow headers (http/client-error.ts).
+      const status = isBodyTimeout(error) ? 408 : failure.status;
+      // Stop reading an oversized or stalled body: close the connection rather than drain it.
+      if (failure.code === "payload_too_large" || status === 408) headers.connection = "close";
       answer(
         res,
         ctx.requestId,
-        failure.status,
+        status,
         {
           error: { code: failure.code, message: failure.message },
         },
         headers,
       );
-      return { status: failure.status, route };
+      return { status, route };
     }
   }
 
@@ -262,7 +272,8 @@ export function createApp(deps: AppDeps): App {
         },
         deps.clock,
       );
-      if (!inFlight.admit(ctx.path)) {
+      const release = inFlight.admit(ctx.path, hasBody(req) ? ctx.source : null);
+      if (release === null) {
         // The connection is closed: an unread body is not drained, and a flooding client must
         // reconnect through the accept queue (one connection per loop turn) before it is
         // served again. Keeping it open was measured worse (bench/flood.mjs): shed clients
@@ -277,7 +288,7 @@ export function createApp(deps: AppDeps): App {
         metrics?.observe(null, 503, performance.now() - started);
         return;
       }
-      res.once("close", () => inFlight.release());
+      res.once("close", release);
       run(req, res, ctx, client.ok ? null : client.problem)
         .then(({ status, route }) => {
           // A 2xx on an audited route committed a write (its entry): the storage works.
@@ -326,6 +337,12 @@ function cleanUserAgent(value: string | undefined): string {
   if (value === undefined) return "";
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we strip
   return value.replace(/[\u0000-\u001f\u007f]/g, "").slice(0, MAX_USER_AGENT);
+}
+
+/** Whether a request declares a body (one that could be held back to keep its slot). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 function send(

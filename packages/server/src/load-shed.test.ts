@@ -35,11 +35,38 @@ function slowRequest(): { req: ClientRequest; status: Promise<number> } {
 
 test("the limit admits up to its bound, always admits health checks, and frees on release", () => {
   const limit = new InFlightLimit(2);
-  assert.ok(limit.admit("/v1/info") && limit.admit("/v1/info"));
-  assert.ok(!limit.admit("/v1/info"));
-  assert.ok(limit.admit("/healthz") && limit.admit("/readyz"));
-  for (let i = 0; i < 3; i++) limit.release();
-  assert.ok(limit.admit("/v1/info"));
+  const first = limit.admit("/v1/info");
+  const second = limit.admit("/v1/info");
+  assert.ok(first !== null && second !== null);
+  assert.equal(limit.admit("/v1/info"), null);
+  // Health checks are admitted when full, and take no slot: releasing them frees nothing.
+  const health = [limit.admit("/healthz"), limit.admit("/readyz")];
+  assert.ok(health.every((release) => release !== null));
+  assert.equal(limit.inFlight, 2);
+  for (const release of health) release?.();
+  assert.equal(limit.inFlight, 2);
+  assert.equal(limit.admit("/v1/info"), null);
+  // A release frees one slot, once: calling it twice does not free another request's slot.
+  first();
+  first();
+  assert.equal(limit.inFlight, 1);
+  assert.ok(limit.admit("/v1/info") !== null);
+  assert.equal(limit.admit("/v1/info"), null);
+});
+
+test("one source holds at most its share of the slots; others are still admitted", () => {
+  const limit = new InFlightLimit(10, 100, 3);
+  const held = [1, 2, 3].map(() => limit.admit("/v1/info", "203.0.113.5"));
+  assert.ok(held.every((release) => release !== null));
+  assert.equal(limit.admit("/v1/info", "203.0.113.5"), null, "past its share");
+  assert.ok(limit.admit("/v1/info", "198.51.100.7") !== null, "another source");
+  assert.ok(limit.admit("/healthz", "203.0.113.5") !== null, "health checks");
+  held[0]?.();
+  assert.equal(limit.heldBy("203.0.113.5"), 2);
+  assert.ok(limit.admit("/v1/info", "203.0.113.5") !== null, "a freed slot is its own again");
+  // A request without a body (no source given) is not capped per source.
+  assert.ok(limit.admit("/v1/info", null) !== null, "a bodiless request");
+  assert.equal(limit.heldBy("203.0.113.5"), 3);
 });
 
 test("a flood is shed with 503 + Retry-After, health checks answer, service recovers", async () => {

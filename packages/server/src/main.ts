@@ -25,8 +25,9 @@ function usage(message: string): never {
 
 async function main(): Promise<void> {
   let values: Record<string, string | boolean | undefined>;
+  let tokens: ReturnType<typeof parseArgs>["tokens"];
   try {
-    ({ values } = parseArgs({
+    ({ values, tokens } = parseArgs({
       options: {
         "data-dir": { type: "string" },
         host: { type: "string" },
@@ -41,9 +42,18 @@ async function main(): Promise<void> {
       },
       strict: true,
       allowPositionals: false,
+      tokens: true,
     }));
   } catch {
     usage("unknown or malformed option");
+  }
+  // Node keeps the last of a repeated option silently: `--trusted-proxy A --trusted-proxy B`
+  // would trust only B. Refused, as the CLI does (packages/cli/src/args.ts).
+  const seen = new Set<string>();
+  for (const token of tokens ?? []) {
+    if (token.kind !== "option") continue;
+    if (seen.has(token.name)) usage(`option '--${token.name}' given more than once`);
+    seen.add(token.name);
   }
   if (values.help) {
     process.stdout.write(USAGE);

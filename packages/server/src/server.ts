@@ -23,7 +23,7 @@ import {
 import { lockDataDir } from "./data-lock.js";
 import { TrustedProxies } from "./http/client-address.js";
 import { answerClientError } from "./http/client-error.js";
-import { startHealthListener } from "./http/health-listener.js";
+import { type HealthLimits, startHealthListener } from "./http/health-listener.js";
 import { Logger, type LogLevel } from "./log.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
@@ -95,10 +95,16 @@ export interface ServerInternals {
   readonly openStore?: (path: string) => Store;
   readonly limits?: LimiterOptions;
   readonly maxInFlight?: number;
+  /** Requests one source may have in flight (default 32, http/in-flight.ts). */
+  readonly maxInFlightPerSource?: number;
+  /** Time a body has to arrive once its headers are in (default 10 s, http/body.ts). */
+  readonly bodyTimeoutMs?: number;
   readonly maxConnections?: number;
   readonly headersTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   readonly timeoutCheckMs?: number;
+  /** The health listener's timeouts and connection cap. */
+  readonly healthLimits?: HealthLimits;
   /** Runs PRAGMAs on the SQLite connection (storage fault injection: a full or read-only disk). */
   readonly storagePragma?: (run: (pragma: string) => unknown) => void;
 }
@@ -208,6 +214,10 @@ export async function startServerWith(
       trustedProxies,
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
       ...(internals.maxInFlight === undefined ? {} : { maxInFlight: internals.maxInFlight }),
+      ...(internals.maxInFlightPerSource === undefined
+        ? {}
+        : { maxInFlightPerSource: internals.maxInFlightPerSource }),
+      ...(internals.bodyTimeoutMs === undefined ? {} : { bodyTimeoutMs: internals.bodyTimeoutMs }),
     });
     // Node checks the header and request timeouts below only this often (default 30 s).
     const checking = { connectionsCheckingInterval: internals.timeoutCheckMs ?? 2_000 };
@@ -226,7 +236,7 @@ export async function startServerWith(
     let health: Server | null = null;
     if (healthPort !== undefined) {
       try {
-        health = await startHealthListener(app.handle, host, healthPort);
+        health = await startHealthListener(app.handle, host, healthPort, internals.healthLimits);
       } catch (error) {
         await stop(server);
         throw error;

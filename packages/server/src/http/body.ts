@@ -2,6 +2,11 @@
  * Request bodies: JSON only, at most 256 KiB. Reading stops as soon as the limit is passed (the
  * declared length is checked before reading at all), and every malformed body is `bad_request`
  * with a message that never quotes the input.
+ *
+ * A body must also arrive within a deadline counted from the end of the headers (10 s by
+ * default): a request that declares a body and never sends it would otherwise hold its in-flight
+ * slot (http/in-flight.ts) until Node's 30 s request timeout, renewable by reconnecting. The app
+ * answers a missed deadline with a coded 408 and closes the connection.
  */
 import type { IncomingMessage } from "node:http";
 import { KeyholeError } from "@keyhole/core";
@@ -9,10 +14,30 @@ import { KeyholeError } from "@keyhole/core";
 /** The largest body accepted (docs/api.md). */
 export const MAX_BODY_BYTES = 256 * 1024;
 
+/**
+ * Default time for a whole body to arrive once the headers are in, in ms: 256 KiB in 10 s is
+ * 26 KB/s, slower than any link a vault client should be on.
+ */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+
 const EMPTY = new Uint8Array(0);
 
-/** Reads the raw body, or rejects `payload_too_large` without reading past the limit. */
-export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Uint8Array> {
+const TIMED_OUT = Symbol("keyhole.bodyTimedOut");
+
+/** True for the error `readBody` rejects with when the body missed its deadline. */
+export function isBodyTimeout(error: unknown): boolean {
+  return typeof error === "object" && error !== null && TIMED_OUT in error;
+}
+
+/**
+ * Reads the raw body, or rejects `payload_too_large` without reading past the limit, or
+ * `bad_request` (see `isBodyTimeout`) when it has not all arrived within `timeoutMs`.
+ */
+export function readBody(
+  req: IncomingMessage,
+  limit = MAX_BODY_BYTES,
+  timeoutMs = DEFAULT_BODY_TIMEOUT_MS,
+): Promise<Uint8Array> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && !/^\d+$/.test(declared)) {
     return Promise.reject(new KeyholeError("bad_request", "invalid content-length"));
@@ -23,7 +48,14 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
+    const deadline = setTimeout(() => {
+      cleanup();
+      req.pause();
+      const error = new KeyholeError("bad_request", "the request body took too long to arrive");
+      reject(Object.assign(error, { [TIMED_OUT]: true }));
+    }, timeoutMs);
     const cleanup = () => {
+      clearTimeout(deadline);
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);

@@ -2,7 +2,15 @@
  * Load shedding. Past `max` requests in flight, a new request gets `503 unavailable` with
  * `Retry-After` at once, before any authentication, database or crypto work, so a flood cannot
  * queue up unbounded work and memory. Liveness and readiness checks are always admitted: an
- * orchestrator must see a busy server as busy, not dead.
+ * orchestrator must see a busy server as busy, not dead; they take no slot, so a flood of them
+ * (say, each holding back a declared body) cannot crowd out the API.
+ *
+ * One source (an IPv4 address or IPv6 /64, http/client-address.ts) holds at most
+ * `maxPerSource` slots with requests that carry a body: a single client stalling its requests
+ * (headers in, body never sent, until the body deadline of http/body.ts cuts them) cannot shed
+ * every other client's requests. Requests without a body cannot stall once admitted, and are not
+ * capped per source: a broker or a NAT gateway in front of many agents is one source, and must
+ * be able to have more than a few dozen reads in flight.
  *
  * The count alone does not catch a flood of cheap requests: an agent read finishes almost
  * synchronously, so 1,000 busy keep-alive connections never hold 256 slots at once (bench/flood.mjs
@@ -18,6 +26,17 @@ export const ALWAYS_ADMITTED = new Set(["/healthz", "/readyz"]);
 
 /** Default bound: well above what one SQLite-backed process serves at once. */
 export const DEFAULT_MAX_IN_FLIGHT = 256;
+
+/**
+ * Default share of one source: an eighth of the default bound, far above what one honest client
+ * (or a CLI run) keeps in flight, so eight stalling sources are needed to fill the server.
+ */
+export const DEFAULT_MAX_IN_FLIGHT_PER_SOURCE = 32;
+
+/** Frees an admitted request's slot; calling it again does nothing. */
+export type Release = () => void;
+
+const NO_SLOT: Release = () => {};
 
 /**
  * Default budget of one event-loop turn, in ms: well under an orchestrator's usual 1 s probe
@@ -36,23 +55,47 @@ export const MIN_TURN_REQUESTS = 16;
 export class InFlightLimit {
   readonly #max: number;
   readonly #maxTurnMs: number;
+  readonly #maxPerSource: number;
   #count = 0;
+  /** Slots held by each source that holds any. */
+  readonly #bySource = new Map<string, number>();
   /** Requests (health checks aside) seen this turn; null before the first. */
   #turnRequests: number | null = null;
   /** When the loop last came round (its check phase), and its idle time then. */
   #lastCheck = performance.now();
   #idleAtCheck = performance.eventLoopUtilization().idle;
 
-  constructor(max: number = DEFAULT_MAX_IN_FLIGHT, maxTurnMs: number = DEFAULT_MAX_TURN_MS) {
+  constructor(
+    max: number = DEFAULT_MAX_IN_FLIGHT,
+    maxTurnMs: number = DEFAULT_MAX_TURN_MS,
+    maxPerSource: number = DEFAULT_MAX_IN_FLIGHT_PER_SOURCE,
+  ) {
     this.#max = max;
     this.#maxTurnMs = maxTurnMs;
+    this.#maxPerSource = maxPerSource;
   }
 
-  /** Admits a request (true) or refuses it (false); every admitted request must `release()`. */
-  admit(path: string): boolean {
-    if (!ALWAYS_ADMITTED.has(path) && (this.#count >= this.#max || this.#turnOver())) return false;
+  /**
+   * Admits a request, returning the function that frees its slot once it is done (a no-op for a
+   * health check, which takes none), or refuses it: null. `bodySource` is the source of a request
+   * that carries a body (counted against the per-source cap), null for one without.
+   */
+  admit(path: string, bodySource: string | null = null): Release | null {
+    if (ALWAYS_ADMITTED.has(path)) return NO_SLOT;
+    const held = bodySource === null ? 0 : (this.#bySource.get(bodySource) ?? 0);
+    if (this.#count >= this.#max || held >= this.#maxPerSource || this.#turnOver()) return null;
     this.#count++;
-    return true;
+    if (bodySource !== null) this.#bySource.set(bodySource, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#count--;
+      if (bodySource === null) return;
+      const left = (this.#bySource.get(bodySource) ?? 1) - 1;
+      if (left > 0) this.#bySource.set(bodySource, left);
+      else this.#bySource.delete(bodySource);
+    };
   }
 
   /**
@@ -76,11 +119,13 @@ export class InFlightLimit {
     return performance.now() - this.#lastCheck - idle > this.#maxTurnMs;
   }
 
-  release(): void {
-    this.#count--;
-  }
-
+  /** Requests holding a slot (health checks hold none). */
   get inFlight(): number {
     return this.#count;
+  }
+
+  /** Slots held by `source`. */
+  heldBy(source: string): number {
+    return this.#bySource.get(source) ?? 0;
   }
 }

@@ -49,7 +49,14 @@ export interface TestServerOptions {
   /** Passed to the server's internals (connection cap, timeouts). */
   readonly internals?: Pick<
     ServerInternals,
-    "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs" | "timeoutCheckMs" | "storagePragma"
+    | "maxConnections"
+    | "headersTimeoutMs"
+    | "requestTimeoutMs"
+    | "timeoutCheckMs"
+    | "storagePragma"
+    | "maxInFlightPerSource"
+    | "bodyTimeoutMs"
+    | "healthLimits"
   >;
   readonly logLevel?: LogLevel;
   /** Reuse a data directory (to restart on the same data). */
