@@ -25,18 +25,12 @@ before(async () => {
   dataDir = join(ctx.dir, "data");
   server = await startServerProcess(dataDir, cleanEnv(ctx.dir));
   ctx.env.KEYHOLE_ADDR = server.url;
-  await ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
 });
 after(async () => {
   await server?.process.stop("SIGTERM");
   await ctx.cleanup();
 });
-
-async function ok(args: string[], input?: string) {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
 
 async function agentRead(tokenFile: string, name: string): Promise<string> {
   const vault = new Vault({ addr: server.url, tokenFile });
@@ -62,13 +56,13 @@ test("a second server on the same data directory is refused while the first runs
 });
 
 test("backup while running; restore refused while running; a restored database keeps revokes", async () => {
-  await ok(["secret", "set", "db-password"], "before-backup");
+  await ctx.ok(["secret", "set", "db-password"], "before-backup");
   const tokenFile = join(ctx.dir, "bot.token");
-  await ok(["agent", "create", "bot", "--grant", "db-password", "--token-file", tokenFile]);
+  await ctx.ok(["agent", "create", "bot", "--grant", "db-password", "--token-file", tokenFile]);
   assert.equal(await agentRead(tokenFile, "db-password"), "before-backup");
 
   const backupFile = join(ctx.dir, "backup.db");
-  const backup = await ok(["backup", "--data-dir", dataDir, backupFile]);
+  const backup = await ctx.ok(["backup", "--data-dir", dataDir, backupFile]);
   assert.match(backup.stderr, /backed up/);
   assert.equal((await stat(backupFile)).mode & 0o777, 0o600);
   const again = await ctx.keyhole(["backup", "--data-dir", dataDir, backupFile]);
@@ -79,11 +73,11 @@ test("backup while running; restore refused while running; a restored database k
   assert.equal(busy.code, 1);
   assert.match(busy.stderr, /stop the server first/);
 
-  await ok(["agent", "revoke", "bot"]);
+  await ctx.ok(["agent", "revoke", "bot"]);
   assert.equal(await agentRead(tokenFile, "db-password"), "error:unauthenticated");
   assert.equal((await server.process.stop("SIGTERM")).code, 0);
 
-  const restored = await ok(["restore", "--data-dir", dataDir, backupFile]);
+  const restored = await ctx.ok(["restore", "--data-dir", dataDir, backupFile]);
   assert.match(restored.stderr, /kept as .*keyhole\.db\.before-restore-\d+/);
   const files = await readdir(dataDir);
   assert.ok(files.some((f) => f.startsWith("keyhole.db.before-restore-")));

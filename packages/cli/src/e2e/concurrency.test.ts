@@ -12,7 +12,6 @@ import {
   cleanEnv,
   type E2eContext,
   e2eContext,
-  type Finished,
   type ServerProcess,
   startServerProcess,
 } from "./harness.js";
@@ -41,12 +40,6 @@ after(async () => {
   await ctx?.cleanup();
 });
 
-async function ok(args: string[], input?: string): Promise<Finished> {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
-
 /** A random printable value of exactly `length` characters. */
 function randomValue(length: number): string {
   return randomBytes(length).toString("base64url").slice(0, length);
@@ -58,7 +51,7 @@ interface History {
 }
 
 async function history(): Promise<History[]> {
-  return JSON.parse((await ok(["secret", "history", NAME, "--json"])).stdout) as History[];
+  return JSON.parse((await ctx.ok(["secret", "history", NAME, "--json"])).stdout) as History[];
 }
 
 /** The owner's version pins, read straight from config.json. */
@@ -69,7 +62,7 @@ async function pinnedVersions(): Promise<Record<string, number>> {
 
 test(`${WRITERS} concurrent \`secret set\` of one name, ${ROUNDS} rounds: no acknowledged version is lost`, async () => {
   // Version 1, written alone: its size gives the envelope's fixed overhead.
-  await ok(["secret", "set", NAME], randomValue(BASE_LENGTH));
+  await ctx.ok(["secret", "set", NAME], randomValue(BASE_LENGTH));
   const first = await history();
   assert.deepEqual(
     first.map((v) => v.version),
@@ -114,7 +107,7 @@ test(`${WRITERS} concurrent \`secret set\` of one name, ${ROUNDS} rounds: no ack
     );
     // The newest version is whichever writer committed last; it opens to that writer's value.
     const newest = versions[versions.length - 1] as History;
-    const current = (await ok(["secret", "get", NAME])).stdout;
+    const current = (await ctx.ok(["secret", "get", NAME])).stdout;
     assert.equal(current, acknowledged.get(newest.size));
 
     // Each successful process raised the pin of the version it wrote; the pins only move
@@ -159,7 +152,7 @@ test(`${AGENTS} concurrent \`agent create\` and \`grant add\` keep every pin in 
 
   const granted = await Promise.all(names.map((n) => ctx.keyhole(["grant", "add", n, NAME])));
   for (const run of granted) assert.equal(run.code, 0, run.stderr);
-  const grants = JSON.parse((await ok(["grant", "list", "--json"])).stdout) as {
+  const grants = JSON.parse((await ctx.ok(["grant", "list", "--json"])).stdout) as {
     agent_name: string;
     secret_name: string;
   }[];
@@ -173,7 +166,7 @@ test(`${AGENTS} concurrent \`agent create\` and \`grant add\` keep every pin in 
 
   // With every pin in place the next version is wrapped for all of them.
   const value = randomValue(200);
-  await ok(["secret", "set", NAME], value);
+  await ctx.ok(["secret", "set", NAME], value);
   for (const name of names) {
     const vault = new Vault({ addr: server.url, tokenFile: tokenFile(name) });
     try {
@@ -186,8 +179,8 @@ test(`${AGENTS} concurrent \`agent create\` and \`grant add\` keep every pin in 
 
 test("`grant add`/`grant rm` racing `secret set` of the same secret: writers fail only with a conflict", async () => {
   // Its own secret, so a pin lost by the test above does not fail every write here.
-  await ok(["secret", "set", RACED], randomValue(32));
-  await ok(["agent", "create", "toggled", "--token-file", join(ctx.dir, "toggled.token")]);
+  await ctx.ok(["secret", "set", RACED], randomValue(32));
+  await ctx.ok(["agent", "create", "toggled", "--token-file", join(ctx.dir, "toggled.token")]);
   let stop = false;
   let granted = false;
   const refused: string[] = [];
@@ -218,5 +211,5 @@ test("`grant add`/`grant rm` racing `secret set` of the same secret: writers fai
 });
 
 test("`audit verify` passes after the contention", async () => {
-  await ok(["audit", "verify"]);
+  await ctx.ok(["audit", "verify"]);
 });

@@ -4,6 +4,7 @@
  * temporary directory removed at the end. The environment is built from scratch, so nothing
  * from the developer's shell (KEYHOLE_*, HOME) leaks into a test.
  */
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -178,6 +179,8 @@ export interface E2eContext {
   /** The owner's environment (KEYHOLE_HOME, KEYHOLE_ADDR, KEYHOLE_PASSPHRASE, fast Argon2). */
   env: Record<string, string | undefined>;
   keyhole(args: string[], options?: RunOptions): Promise<Finished>;
+  /** `keyhole ARGS` with `input` on stdin, asserting exit 0 (stderr in the failure message). */
+  ok(args: string[], input?: string): Promise<Finished>;
   cleanup(): Promise<void>;
 }
 
@@ -197,6 +200,11 @@ export async function e2eContext(): Promise<E2eContext> {
         ...options,
         env: cleanEnv(dir, { ...context.env, ...options.env }),
       }),
+    ok: async (args, input) => {
+      const run = await context.keyhole(args, input === undefined ? {} : { input });
+      assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
+      return run;
+    },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
   return context;

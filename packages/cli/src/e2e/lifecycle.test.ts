@@ -45,12 +45,6 @@ async function sdkError(tokenFile: string, name: string): Promise<string> {
   }
 }
 
-async function ok(args: string[], input?: string) {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
-
 test("a fresh server prints a bootstrap code and keeps it in DATA_DIR/bootstrap-code (0600)", async () => {
   assert.match(server.bootstrapCode ?? "", /^\S{8,}$/);
   const path = join(server.dataDir, "bootstrap-code");
@@ -66,7 +60,7 @@ test("init with a wrong bootstrap code fails and leaves no owner behind", async 
 });
 
 test("init claims the server; the key file is 0600 in a 0700 home", async () => {
-  const run = await ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  const run = await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
   assert.match(run.stderr, /initialized vault vlt_/);
   const home = ctx.env.KEYHOLE_HOME as string;
   assert.equal((await stat(join(home, "owner.key"))).mode & 0o777, 0o600);
@@ -86,15 +80,15 @@ test("a second init is refused: by the existing key, and by the claimed server",
 });
 
 test("secret set reads stdin, get prints it back, list/history show it (also as JSON)", async () => {
-  await ok(["secret", "set", "openai-api-key"], "sk-first\n");
-  await ok(["secret", "set", "openai-api-key"], "sk-second\n");
-  await ok(["secret", "set", "db-password"], "hunter2");
-  const get = await ok(["secret", "get", "openai-api-key"]);
+  await ctx.ok(["secret", "set", "openai-api-key"], "sk-first\n");
+  await ctx.ok(["secret", "set", "openai-api-key"], "sk-second\n");
+  await ctx.ok(["secret", "set", "db-password"], "hunter2");
+  const get = await ctx.ok(["secret", "get", "openai-api-key"]);
   assert.equal(get.stdout, "sk-second");
-  const list = await ok(["secret", "list"]);
+  const list = await ctx.ok(["secret", "list"]);
   assert.match(list.stdout, /^NAME\s+VERSION\s+SIZE/);
   assert.match(list.stdout, /openai-api-key\s+2\s/);
-  const json = JSON.parse((await ok(["secret", "list", "--json"])).stdout) as {
+  const json = JSON.parse((await ctx.ok(["secret", "list", "--json"])).stdout) as {
     name: string;
     version: number;
   }[];
@@ -103,20 +97,20 @@ test("secret set reads stdin, get prints it back, list/history show it (also as 
     ["openai-api-key", 2],
   ]);
   const history = JSON.parse(
-    (await ok(["secret", "history", "openai-api-key", "--json"])).stdout,
+    (await ctx.ok(["secret", "history", "openai-api-key", "--json"])).stdout,
   ) as { version: number }[];
   assert.deepEqual(
     history.map((v) => v.version),
     [1, 2],
   );
   assert.match(
-    (await ok(["secret", "history", "openai-api-key"])).stdout,
+    (await ctx.ok(["secret", "history", "openai-api-key"])).stdout,
     /^VERSION\s+CREATED\s+SIZE\n1\s/,
   );
 });
 
 test("agent create prints the token once on stdout; the SDK fetches with it", async () => {
-  const run = await ok(["agent", "create", "stdout-bot", "--grant", "openai-api-key"]);
+  const run = await ctx.ok(["agent", "create", "stdout-bot", "--grant", "openai-api-key"]);
   const token = run.stdout.trim();
   assert.match(token, /^kh1_[A-Za-z0-9_-]{91}$/);
   assert.ok(!run.stderr.includes(token));
@@ -128,7 +122,7 @@ test("agent create prints the token once on stdout; the SDK fetches with it", as
 
 test("agent create --token-file writes a 0600 file, prints nothing secret, and the SDK uses it", async () => {
   const file = join(ctx.dir, "bot.token");
-  const run = await ok([
+  const run = await ctx.ok([
     "agent",
     "create",
     "bot",
@@ -146,27 +140,29 @@ test("agent create --token-file writes a 0600 file, prints nothing secret, and t
   assert.equal(await sdkGet(file, "openai-api-key"), "sk-second");
   assert.equal(await sdkGet(file, "db-password"), "hunter2");
   // Overwriting keeps the mode and replaces the content atomically.
-  await ok(["agent", "create", "bot2", "--token-file", file]);
+  await ctx.ok(["agent", "create", "bot2", "--token-file", file]);
   assert.equal((await stat(file)).mode & 0o777, 0o600);
   assert.notEqual((await readFile(file, "utf8")).trim(), token);
-  await ok(["agent", "rotate", "bot", "--token-file", file]);
+  await ctx.ok(["agent", "rotate", "bot", "--token-file", file]);
 });
 
 test("a new secret version reaches the agent", async () => {
-  await ok(["secret", "set", "openai-api-key"], "sk-third");
+  await ctx.ok(["secret", "set", "openai-api-key"], "sk-third");
   assert.equal(await sdkGet(join(ctx.dir, "bot.token"), "openai-api-key"), "sk-third");
 });
 
 test("agent list and show, as tables and JSON", async () => {
-  const list = await ok(["agent", "list"]);
+  const list = await ctx.ok(["agent", "list"]);
   assert.match(list.stdout, /^NAME\s+ID\s+STATUS\s+GRANTS/);
   assert.match(list.stdout, /\nbot\s+agt_\S+\s+active\s+2\s/);
-  const agents = JSON.parse((await ok(["agent", "list", "--json"])).stdout) as { name: string }[];
+  const agents = JSON.parse((await ctx.ok(["agent", "list", "--json"])).stdout) as {
+    name: string;
+  }[];
   assert.deepEqual(agents.map((a) => a.name).sort(), ["bot", "bot2", "stdout-bot"]);
-  const show = await ok(["agent", "show", "bot"]);
+  const show = await ctx.ok(["agent", "show", "bot"]);
   assert.match(show.stdout, /key:\s+signed by this owner/);
   assert.match(show.stdout, /SECRET\s+VERSION\s+EXPIRES\s+HOSTS/);
-  const detail = JSON.parse((await ok(["agent", "show", "bot", "--json"])).stdout) as {
+  const detail = JSON.parse((await ctx.ok(["agent", "show", "bot", "--json"])).stdout) as {
     key_verified: boolean;
     grants: unknown[];
     expires_at: number;
@@ -178,9 +174,9 @@ test("agent list and show, as tables and JSON", async () => {
 
 test("grant add / list / rm: the agent gains and loses access", async () => {
   const file = join(ctx.dir, "bot2.token");
-  await ok(["agent", "rotate", "bot2", "--token-file", file]);
+  await ctx.ok(["agent", "rotate", "bot2", "--token-file", file]);
   assert.equal(await sdkError(file, "db-password"), "not_found");
-  await ok([
+  await ctx.ok([
     "grant",
     "add",
     "bot2",
@@ -191,7 +187,9 @@ test("grant add / list / rm: the agent gains and loses access", async () => {
     "DB.example.com,api.example.com:8443",
   ]);
   assert.equal(await sdkGet(file, "db-password"), "hunter2");
-  const grants = JSON.parse((await ok(["grant", "list", "--agent", "bot2", "--json"])).stdout) as {
+  const grants = JSON.parse(
+    (await ctx.ok(["grant", "list", "--agent", "bot2", "--json"])).stdout,
+  ) as {
     secret_name: string;
     allowed_hosts: string[];
     not_after: number;
@@ -199,11 +197,14 @@ test("grant add / list / rm: the agent gains and loses access", async () => {
   assert.equal(grants.length, 1);
   assert.deepEqual(grants[0]?.allowed_hosts, ["api.example.com:8443", "db.example.com"]);
   assert.ok((grants[0]?.not_after ?? 0) > Date.now() + 50 * 60_000);
-  assert.match((await ok(["grant", "list"])).stdout, /^AGENT\s+SECRET\s+VERSION\s+EXPIRES\s+HOSTS/);
-  const rm = await ok(["grant", "rm", "bot2", "db-password"]);
+  assert.match(
+    (await ctx.ok(["grant", "list"])).stdout,
+    /^AGENT\s+SECRET\s+VERSION\s+EXPIRES\s+HOSTS/,
+  );
+  const rm = await ctx.ok(["grant", "rm", "bot2", "db-password"]);
   assert.match(rm.stderr, /rotation recommended/);
   assert.equal(await sdkError(file, "db-password"), "not_found");
-  const secrets = JSON.parse((await ok(["secret", "list", "--json"])).stdout) as {
+  const secrets = JSON.parse((await ctx.ok(["secret", "list", "--json"])).stdout) as {
     name: string;
     rotation_recommended: boolean;
   }[];
@@ -214,7 +215,7 @@ test("agent rotate: the old token gets 401, the new one works through the SDK", 
   const oldFile = join(ctx.dir, "bot.token");
   const newFile = join(ctx.dir, "bot-new.token");
   assert.equal(await sdkGet(oldFile, "db-password"), "hunter2");
-  const run = await ok(["agent", "rotate", "bot", "--token-file", newFile]);
+  const run = await ctx.ok(["agent", "rotate", "bot", "--token-file", newFile]);
   assert.match(run.stderr, /rotated agent bot \(2 grants re-wrapped\)/);
   assert.equal(await sdkError(oldFile, "db-password"), "unauthenticated");
   assert.equal(await sdkGet(newFile, "db-password"), "hunter2");
@@ -223,7 +224,7 @@ test("agent rotate: the old token gets 401, the new one works through the SDK", 
 
 test("agent revoke cuts the agent off and prints its blast radius", async () => {
   const file = join(ctx.dir, "bot-new.token");
-  const run = await ok(["agent", "revoke", "bot"]);
+  const run = await ctx.ok(["agent", "revoke", "bot"]);
   assert.match(run.stdout, /^revoked agent bot \(agt_\S+\): its token no longer works/);
   assert.match(run.stdout, /SECRET\s+GRANTED\s+READS\s+FIRST READ\s+LAST READ/);
   assert.match(run.stdout, /db-password\s+yes\s+[1-9]\d*\s+\d{4}-\d\d-\d\d /);
@@ -231,7 +232,7 @@ test("agent revoke cuts the agent off and prints its blast radius", async () => 
   assert.match(run.stdout, /read by the agent: .*db-password/);
   assert.match(run.stdout, /rotate them upstream/);
   assert.equal(await sdkError(file, "openai-api-key"), "unauthenticated");
-  const listed = JSON.parse((await ok(["agent", "list", "--json"])).stdout) as {
+  const listed = JSON.parse((await ctx.ok(["agent", "list", "--json"])).stdout) as {
     name: string;
     revoked_at: number | null;
   }[];
@@ -239,7 +240,7 @@ test("agent revoke cuts the agent off and prints its blast radius", async () => 
 });
 
 test("agent revoke --json gives the blast radius as data", async () => {
-  const run = await ok(["agent", "revoke", "stdout-bot", "--json"]);
+  const run = await ctx.ok(["agent", "revoke", "stdout-bot", "--json"]);
   const body = JSON.parse(run.stdout) as { blast_radius: { secret: string; reads: number }[] };
   assert.deepEqual(
     body.blast_radius.map((e) => [e.secret, e.reads]),
@@ -248,27 +249,27 @@ test("agent revoke --json gives the blast radius as data", async () => {
 });
 
 test("audit shows the log with filters, as a table and as JSON, and verify pins it", async () => {
-  const table = await ok(["audit"]);
+  const table = await ctx.ok(["audit"]);
   assert.match(table.stdout, /^SEQ\s+TIME\s+ACTOR\s+ACTION\s+RESULT\s+AGENT\s+SECRET/);
   assert.match(table.stdout, /agent:bot2\s+secret\.read\s+ok\s+bot2\s+db-password/);
-  const json = JSON.parse((await ok(["audit", "--agent", "bot2", "--json"])).stdout) as {
+  const json = JSON.parse((await ctx.ok(["audit", "--agent", "bot2", "--json"])).stdout) as {
     action: string;
   }[];
   assert.ok(json.length > 0 && json.some((e) => e.action === "secret.read"));
   const limited = JSON.parse(
-    (await ok(["audit", "--limit", "3", "--since", "1h", "--json"])).stdout,
+    (await ctx.ok(["audit", "--limit", "3", "--since", "1h", "--json"])).stdout,
   ) as unknown[];
   assert.equal(limited.length, 3);
   const bySecret = JSON.parse(
-    (await ok(["audit", "--secret", "db-password", "--json"])).stdout,
+    (await ctx.ok(["audit", "--secret", "db-password", "--json"])).stdout,
   ) as { secret_id: string }[];
   assert.equal(new Set(bySecret.map((e) => e.secret_id)).size, 1);
-  const verify = await ok(["audit", "verify"]);
+  const verify = await ctx.ok(["audit", "verify"]);
   assert.match(
     verify.stdout,
     /^audit log ok: \d+ entries chain correctly; checkpoint at size \d+ is signed by the pinned audit key \(first pin\); pinned\n$/,
   );
-  const again = await ok(["audit", "verify"]);
+  const again = await ctx.ok(["audit", "verify"]);
   assert.match(again.stdout, /previous pin at size \d+ still matches/);
 });
 
@@ -300,7 +301,7 @@ test("audit --follow streams new entries until SIGINT", async () => {
 });
 
 test("secret rm deletes the secret for owner and agents", async () => {
-  await ok(["secret", "rm", "db-password"]);
+  await ctx.ok(["secret", "rm", "db-password"]);
   const get = await ctx.keyhole(["secret", "get", "db-password"]);
   assert.equal(get.code, 1);
   assert.equal(get.stderr, "keyhole: no secret named 'db-password'\n");

@@ -24,19 +24,13 @@ before(async () => {
     "192.0.2.0/24,2001:db8::1",
   ]);
   ctx.env.KEYHOLE_ADDR = server.url;
-  await ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
-  await ok(["secret", "set", "db"], "first value\n");
+  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  await ctx.ok(["secret", "set", "db"], "first value\n");
 });
 after(async () => {
   await server?.process.stop("SIGTERM");
   await ctx.cleanup();
 });
-
-async function ok(args: string[], input?: string) {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
 
 /** The SDK's read of `name`: its value, or its error code. */
 async function sdkRead(tokenFile: string, name: string): Promise<string> {
@@ -53,7 +47,7 @@ async function sdkRead(tokenFile: string, name: string): Promise<string> {
 test("agent create --cidr: a token works only from its ranges", async () => {
   const inside = join(ctx.dir, "inside.token");
   const outside = join(ctx.dir, "outside.token");
-  await ok([
+  await ctx.ok([
     "agent",
     "create",
     "inside",
@@ -64,7 +58,7 @@ test("agent create --cidr: a token works only from its ranges", async () => {
     "--token-file",
     inside,
   ]);
-  await ok([
+  await ctx.ok([
     "agent",
     "create",
     "outside",
@@ -77,31 +71,31 @@ test("agent create --cidr: a token works only from its ranges", async () => {
   ]);
   assert.equal(await sdkRead(inside, "db"), "first value");
   assert.equal(await sdkRead(outside, "db"), "error:unauthenticated");
-  const show = await ok(["agent", "show", "outside"]);
+  const show = await ctx.ok(["agent", "show", "outside"]);
   assert.match(show.stdout, /^from: +10\.0\.0\.0\/8$/m);
-  const json = await ok(["agent", "list", "--json"]);
+  const json = await ctx.ok(["agent", "list", "--json"]);
   const listed = JSON.parse(json.stdout) as { name: string; allowed_cidrs: string[] }[];
   assert.deepEqual(listed.find((a) => a.name === "inside")?.allowed_cidrs, [
     "127.0.0.0/8",
     "::1/128",
   ]);
-  const audit = await ok(["audit", "--agent", "outside", "--json"]);
+  const audit = await ctx.ok(["audit", "--agent", "outside", "--json"]);
   assert.match(audit.stdout, /agent_source_not_allowed likely_leak/);
 });
 
 test("grant add --max-uses: exactly N reads, kept across secret set, renewed by grant add", async () => {
   const token = join(ctx.dir, "budget.token");
-  await ok(["agent", "create", "budget", "--token-file", token]);
-  const granted = await ok(["grant", "add", "budget", "db", "--max-uses", "2"]);
+  await ctx.ok(["agent", "create", "budget", "--token-file", token]);
+  const granted = await ctx.ok(["grant", "add", "budget", "db", "--max-uses", "2"]);
   assert.match(granted.stderr, /2 reads/);
   assert.equal(await sdkRead(token, "db"), "first value");
   assert.equal(await sdkRead(token, "db"), "first value");
   assert.equal(await sdkRead(token, "db"), "error:not_found");
-  const list = await ok(["grant", "list", "--agent", "budget"]);
+  const list = await ctx.ok(["grant", "list", "--agent", "budget"]);
   assert.match(list.stdout, /0 of 2/);
-  await ok(["secret", "set", "db"], "second value\n");
+  await ctx.ok(["secret", "set", "db"], "second value\n");
   assert.equal(await sdkRead(token, "db"), "error:not_found");
-  await ok(["grant", "add", "budget", "db", "--max-uses", "1"]);
+  await ctx.ok(["grant", "add", "budget", "db", "--max-uses", "1"]);
   assert.equal(await sdkRead(token, "db"), "second value");
   assert.equal(await sdkRead(token, "db"), "error:not_found");
 });

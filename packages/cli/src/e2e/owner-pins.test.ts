@@ -21,21 +21,15 @@ let ctx: E2eContext;
 let server: ServerProcess;
 let db: Database.Database;
 
-async function ok(args: string[], input?: string) {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
-
 before(async () => {
   ctx = await e2eContext();
   server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
   ctx.env.KEYHOLE_ADDR = server.url;
-  await ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
-  await ok(["secret", "set", "api-key"], "api value");
-  await ok(["secret", "set", "db"], "db value");
-  await ok(["agent", "create", "bot", "--grant", "api-key", "--token-file", token("bot")]);
-  await ok(["agent", "create", "good", "--grant", "api-key", "--token-file", token("good")]);
+  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  await ctx.ok(["secret", "set", "api-key"], "api value");
+  await ctx.ok(["secret", "set", "db"], "db value");
+  await ctx.ok(["agent", "create", "bot", "--grant", "api-key", "--token-file", token("bot")]);
+  await ctx.ok(["agent", "create", "good", "--grant", "api-key", "--token-file", token("good")]);
   db = new Database(join(server.dataDir, "keyhole.db"));
   db.pragma("busy_timeout = 5000");
 });
@@ -79,11 +73,11 @@ function agentId(name: string): string {
 }
 
 test("agent rotate after one of its grants expired succeeds; the new token reads the active ones", async () => {
-  await ok(["grant", "add", "bot", "db", "--expires", "2s"]);
+  await ctx.ok(["grant", "add", "bot", "db", "--expires", "2s"]);
   assert.equal(await sdkGet(token("bot"), "db"), "db value");
   await sleep(2500);
   assert.equal(await sdkGet(token("bot"), "db"), "error: not_found", "the grant expired");
-  const run = await ok(["agent", "rotate", "bot", "--token-file", token("bot-2")]);
+  const run = await ctx.ok(["agent", "rotate", "bot", "--token-file", token("bot-2")]);
   assert.match(run.stderr, /rotated agent bot \(1 grants re-wrapped\)/);
   assert.equal(await sdkGet(token("bot-2"), "api-key"), "api value");
   assert.equal(await sdkGet(token("bot-2"), "db"), "error: not_found");
@@ -98,7 +92,7 @@ test("a revoked agent put back as a grantee in the database gets nothing from se
     )
     .get(bot) as Record<string, unknown>;
   assert.ok(row, "bot holds a wrap of api-key");
-  await ok(["agent", "revoke", "bot"]);
+  await ctx.ok(["agent", "revoke", "bot"]);
   // The server colludes with the revoked agent: it is live again and its grant row is back.
   db.prepare("UPDATE agents SET revoked_at = NULL WHERE id = ?").run(bot);
   const columns = Object.keys(row);
@@ -116,13 +110,13 @@ test("a revoked agent put back as a grantee in the database gets nothing from se
   // Undo the tampering: the owner's write goes through, for the one agent still granted.
   db.prepare("DELETE FROM grants WHERE agent_id = ?").run(bot);
   db.prepare("UPDATE agents SET revoked_at = ? WHERE id = ?").run(Date.now(), bot);
-  const set = await ok(["secret", "set", "api-key"], "rotated upstream");
+  const set = await ctx.ok(["secret", "set", "api-key"], "rotated upstream");
   assert.match(set.stderr, /wrapped for the owner and 1 agent\)/);
   assert.equal(await sdkGet(token("good"), "api-key"), "rotated upstream");
 });
 
 test("a grant whose hosts the database dropped is refused, and the pinned hosts are signed", async () => {
-  await ok(["grant", "add", "good", "db", "--hosts", "db.example.com"]);
+  await ctx.ok(["grant", "add", "good", "db", "--hosts", "db.example.com"]);
   const good = agentId("good");
   const setHosts = db.prepare(
     "UPDATE grants SET allowed_hosts = ? WHERE agent_id = ? AND secret_id = (SELECT id FROM secrets WHERE name = 'db')",
@@ -134,7 +128,7 @@ test("a grant whose hosts the database dropped is refused, and the pinned hosts 
   assert.match(run.stderr, /changed the expiry or hosts of agent 'good''s grant of 'db'/);
   assert.equal(versions("db"), before);
   setHosts.run('["db.example.com"]', good);
-  await ok(["secret", "set", "db"], "db value 2");
+  await ctx.ok(["secret", "set", "db"], "db value 2");
   const hosts = db
     .prepare(
       "SELECT g.allowed_hosts FROM grants g JOIN secrets s ON s.id = g.secret_id WHERE g.agent_id = ? AND s.name = 'db'",

@@ -61,11 +61,11 @@ before(async () => {
   server = first.process;
   addr = first.url;
   ctx.env.KEYHOLE_ADDR = addr;
-  await ok(["init", "--bootstrap-code", first.bootstrapCode ?? ""]);
+  await ctx.ok(["init", "--bootstrap-code", first.bootstrapCode ?? ""]);
   for (const name of SECRETS) {
     const value = randomBytes(24).toString("base64url");
     values.set(name, value);
-    await ok(["secret", "set", name], value);
+    await ctx.ok(["secret", "set", name], value);
   }
 });
 after(async () => {
@@ -82,12 +82,6 @@ async function exitedByItself(live: LiveProcess): Promise<boolean> {
   const killed = child.signalCode === "SIGKILL";
   await live.stop("SIGKILL");
   return killed;
-}
-
-async function ok(args: string[], input?: string): Promise<Finished> {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
 }
 
 async function readToken(path: string): Promise<string | null> {
@@ -131,7 +125,7 @@ async function crashAndRecover(step: Step, kill: (args: string[]) => Promise<voi
   const name = `bot${++agents}`;
   const path = join(ctx.dir, `${name}.token`);
   const pendingPath = `${path}.pending`;
-  await ok(["agent", "create", name, "--grant", SECRETS.join(","), "--token-file", path]);
+  await ctx.ok(["agent", "create", name, "--grant", SECRETS.join(","), "--token-file", path]);
   const oldToken = await readToken(path);
   assert.ok(oldToken !== null && (await works(oldToken)));
 
@@ -142,15 +136,15 @@ async function crashAndRecover(step: Step, kill: (args: string[]) => Promise<voi
   const working = await exactlyOneWorks([oldToken, inPath, inPending], `killed at ${step}`);
   assert.ok(working === inPath || working === inPending, "the working token is on disk");
 
-  const recovery = await ok(rotate);
+  const recovery = await ctx.ok(rotate);
   const finished = /finished the interrupted rotate/.test(recovery.stderr);
   assert.equal(finished, COMMITTED.includes(step), `recovery after ${step}: ${recovery.stderr}`);
   const final = await readToken(path);
   assert.equal(await readToken(pendingPath), null, "no PATH.pending is left");
   assert.equal(await exactlyOneWorks([oldToken, inPath, inPending, final], "recovered"), final);
   if (finished) assert.equal(final, working, "a committed rotate is finished, not redone");
-  await ok(["agent", "show", name]);
-  await ok(["audit", "verify"]);
+  await ctx.ok(["agent", "show", name]);
+  await ctx.ok(["audit", "verify"]);
 }
 
 for (const step of ROTATE_CRASH_STEPS) {

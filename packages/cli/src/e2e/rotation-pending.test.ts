@@ -22,19 +22,13 @@ before(async () => {
   ctx = await e2eContext();
   server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
   ctx.env.KEYHOLE_ADDR = server.url;
-  await ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
-  await ok(["secret", "set", "alpha"], "alpha value\n");
+  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  await ctx.ok(["secret", "set", "alpha"], "alpha value\n");
 });
 after(async () => {
   await server?.process.stop("SIGTERM");
   await ctx.cleanup();
 });
-
-async function ok(args: string[], input?: string) {
-  const run = await ctx.keyhole(args, input === undefined ? {} : { input });
-  assert.equal(run.code, 0, `keyhole ${args.join(" ")}: ${run.stderr}`);
-  return run;
-}
 
 async function works(token: string): Promise<boolean> {
   const vault = new Vault({ addr: server.url, token });
@@ -49,7 +43,7 @@ async function works(token: string): Promise<boolean> {
 
 async function created(name: string): Promise<{ path: string; token: string }> {
   const path = join(ctx.dir, `${name}.token`);
-  await ok(["agent", "create", name, "--grant", "alpha", "--token-file", path]);
+  await ctx.ok(["agent", "create", name, "--grant", "alpha", "--token-file", path]);
   return { path, token: (await readFile(path, "utf8")).trim() };
 }
 
@@ -63,7 +57,7 @@ test("a copy of the current token planted as PATH.pending is refused, not taken 
   // Nothing happened, and the owner was told; moving the file away lets the rotate kill it.
   assert.equal(await works(token), true);
   await rm(`${path}.pending`);
-  await ok(["agent", "rotate", "planted", "--token-file", path]);
+  await ctx.ok(["agent", "rotate", "planted", "--token-file", path]);
   assert.equal(await works(token), false);
   assert.equal(await works((await readFile(path, "utf8")).trim()), true);
 });
