@@ -9,6 +9,7 @@
 //
 //   npm run bench                     3 s per point, median of 3 runs
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
+//   node bench/run.mjs --fetch-only   the fetch benchmark alone (no broker benchmark)
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -17,9 +18,10 @@ import { fileURLToPath } from "node:url";
 import { formatAgentAuthorization, parseToken } from "@keyhole/core";
 
 const smoke = process.argv.includes("--smoke");
+const fetchOnly = process.argv.includes("--fetch-only");
 const runs = smoke ? 1 : 3;
 const durationMs = smoke ? 300 : 3000;
-const levels = smoke ? [1, 10] : [1, 10, 50];
+const levels = smoke ? [1, 10] : [1, 10, 50, 100];
 const here = fileURLToPath(new URL(".", import.meta.url));
 const bin = join(here, "../packages/cli/bin/keyhole.js");
 const dir = mkdtempSync(join(tmpdir(), "keyhole-bench-"));
@@ -141,14 +143,16 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-console.log("");
-const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
-const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
-if (broker.status !== 0) process.exitCode = 1;
+if (!fetchOnly) {
+  console.log("");
+  const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
+  const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
+  if (broker.status !== 0) process.exitCode = 1;
+}
 
 // The flood (bench/flood.mjs) saturates the machine for about a minute: in the smoke run only
 // (`node bench/flood.mjs` alone for the full one).
-if (smoke) {
+if (smoke && !fetchOnly) {
   console.log("");
   const flood = spawnSync(process.execPath, [join(here, "flood.mjs"), "--smoke"], {
     stdio: "inherit",

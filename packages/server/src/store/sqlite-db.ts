@@ -6,6 +6,7 @@ import { closeSync, openSync } from "node:fs";
 import { AUDIT_GENESIS, type AuditFields, chainAuditHash, KeyholeError } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { sha256Sync } from "../audit/sha256.js";
+import { GroupCommit } from "./group-commit.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
 import {
   ACTIVE_GRANT,
@@ -40,6 +41,7 @@ export class SqliteDb {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
+  readonly #writer: GroupCommit;
 
   constructor(
     path: string,
@@ -51,6 +53,10 @@ export class SqliteDb {
     closeSync(openSync(path, "a", 0o600));
     this.#db = new Database(path);
     this.#beforeAuditAppend = beforeAuditAppend;
+    this.#writer = new GroupCommit(
+      this.#db,
+      (error) => storageError(error) ?? translateError(error),
+    );
     try {
       this.#db.pragma("journal_mode = WAL");
       // FULL: the WAL is fsynced at every commit, so an acknowledged write survives kill -9
@@ -97,9 +103,18 @@ export class SqliteDb {
     }
   }
 
-  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction: all of it commits, or none of it. */
-  write<T>(fn: () => T): T {
-    return this.read(() => this.#db.transaction(fn).immediate());
+  /**
+   * Runs `fn` as one atomic write: all of it commits, or none of it. It shares its
+   * `BEGIN IMMEDIATE` transaction (and its fsync) with the other writes of this event-loop turn,
+   * each in a savepoint of its own, and resolves only after the commit (group-commit.ts).
+   */
+  write<T>(fn: () => T): Promise<T> {
+    return this.#writer.run(fn);
+  }
+
+  /** Resolves once every write queued so far has committed or failed. */
+  writesDone(): Promise<void> {
+    return this.#writer.drained();
   }
 
   /** Appends an operation's entry: the request's part plus what the operation decided. */

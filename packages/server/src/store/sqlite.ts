@@ -398,6 +398,8 @@ class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Writes already queued are committed (and answered) first: nothing acknowledged is lost.
+    await this.#db.writesDone();
     this.#db.close();
   }
 

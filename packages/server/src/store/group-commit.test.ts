@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { GroupCommit } from "./group-commit.js";
+
+describe("group commit", () => {
+  let dir: string;
+  let db: Database.Database;
+  let writer: GroupCommit;
+  const insert = (n: number) => () => db.prepare("INSERT INTO t (n) VALUES (?)").run(n).changes;
+  const rows = () =>
+    (db.prepare("SELECT n FROM t ORDER BY n").all() as { n: number }[]).map((r) => r.n);
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "keyhole-group-"));
+    db = new Database(join(dir, "t.db"));
+    db.pragma("journal_mode = WAL");
+    db.exec("CREATE TABLE t (n INTEGER PRIMARY KEY)");
+    writer = new GroupCommit(db, (error) => error, 4);
+  });
+  after(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("runs the writes of one turn in one commit, and answers each after it", async () => {
+    const before = writer.stats;
+    const results = await Promise.all([1, 2, 3].map((n) => writer.run(insert(n))));
+    assert.deepEqual(results, [1, 1, 1]);
+    assert.deepEqual(rows(), [1, 2, 3]);
+    assert.deepEqual(writer.stats, {
+      commits: before.commits + 1,
+      operations: before.operations + 3,
+    });
+  });
+
+  it("rolls back only the write that throws; the others commit and see each other", async () => {
+    const outcomes = await Promise.allSettled([
+      writer.run(insert(10)),
+      writer.run(() => {
+        insert(11)();
+        throw new Error("refused after writing");
+      }),
+      // Sees the earlier write of its batch, not the rolled-back one.
+      writer.run(() => rows().filter((n) => n >= 10)),
+    ]);
+    assert.equal(outcomes[0]?.status, "fulfilled");
+    assert.equal(outcomes[1]?.status, "rejected");
+    assert.deepEqual((outcomes[2] as PromiseFulfilledResult<number[]>).value, [10]);
+    assert.deepEqual(
+      rows().filter((n) => n >= 10),
+      [10],
+    );
+  });
+
+  it("splits a burst into batches of at most maxBatch, in order", async () => {
+    const before = writer.stats;
+    await Promise.all(Array.from({ length: 10 }, (_, i) => writer.run(insert(100 + i))));
+    assert.equal(writer.stats.commits - before.commits, 3);
+    assert.deepEqual(
+      rows().filter((n) => n >= 100),
+      Array.from({ length: 10 }, (_, i) => 100 + i),
+    );
+  });
+
+  it("fails every write of a batch whose transaction SQLite abandons, keeping none", async () => {
+    // A second connection holds the write lock: BEGIN IMMEDIATE cannot start.
+    const other = new Database(join(dir, "t.db"));
+    other.pragma("busy_timeout = 0");
+    db.pragma("busy_timeout = 0");
+    other.exec("BEGIN IMMEDIATE");
+    try {
+      const outcomes = await Promise.allSettled([writer.run(insert(200)), writer.run(insert(201))]);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ["rejected", "rejected"],
+      );
+      assert.match(String((outcomes[0] as PromiseRejectedResult).reason), /SQLITE_BUSY|locked/);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+    }
+    assert.deepEqual(
+      rows().filter((n) => n >= 200),
+      [],
+    );
+    assert.equal(await writer.run(insert(202)), 1, "the next batch works");
+  });
+
+  it("drained() waits for queued writes", async () => {
+    let done = false;
+    void writer.run(insert(300)).then(() => {
+      done = true;
+    });
+    await writer.drained();
+    assert.equal(done, true);
+  });
+});
