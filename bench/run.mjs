@@ -10,6 +10,9 @@
 //   npm run bench                     3 s per point, median of 3 runs
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
 //   node bench/run.mjs --fetch-only   the fetch benchmark alone (no broker benchmark)
+//   node bench/run.mjs --fetch-only --profile DIR
+//                                     also writes a V8 CPU profile of the Keyhole server to DIR
+//                                     (summarise it with `node bench/profile-summary.mjs DIR`)
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -19,6 +22,12 @@ import { formatAgentAuthorization, parseToken } from "@keyhole/core";
 
 const smoke = process.argv.includes("--smoke");
 const fetchOnly = process.argv.includes("--fetch-only");
+const profileAt = process.argv.indexOf("--profile");
+const profileDir = profileAt < 0 ? null : process.argv[profileAt + 1];
+if (profileAt >= 0 && (profileDir === undefined || profileDir.startsWith("--"))) {
+  console.error("--profile needs a directory");
+  process.exit(2);
+}
 const runs = smoke ? 1 : 3;
 const durationMs = smoke ? 300 : 3000;
 const levels = smoke ? [1, 10] : [1, 10, 50, 100];
@@ -76,7 +85,17 @@ function medianOf(results) {
 
 const baseline = await startChild([join(here, "baseline-server.mjs")], /listening (\d+)/);
 const keyholeServer = await startChild(
-  [bin, "server", "--data-dir", join(dir, "data"), "--port", "0", "--log-level", "error"],
+  [
+    ...(profileDir === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+    bin,
+    "server",
+    "--data-dir",
+    join(dir, "data"),
+    "--port",
+    "0",
+    "--log-level",
+    "error",
+  ],
   /bootstrap code: (\S+)/,
 );
 try {
