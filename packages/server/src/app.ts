@@ -17,7 +17,6 @@
  * 503 and `Retry-After`, logged once with their SQLite code, and take `/readyz` down until a
  * write succeeds again; the failed transaction has been rolled back.
  */
-import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { encodeBase64url, isKeyholeError, isWireErrorCode, KeyholeError } from "@keyhole/core";
 import type { AuditKey } from "./audit/audit-key.js";
@@ -32,6 +31,7 @@ import { isBodyTimeout, readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
 import { DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
+import { newRequestId } from "./http/request-id.js";
 import { type Route, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
 import { Metrics, metricsRoute, TextBody } from "./metrics.js";
@@ -258,7 +258,7 @@ export function createApp(deps: AppDeps): App {
       const clientIp = client.address;
       const ctx = new RequestContext(
         {
-          requestId: randomBytes(12).toString("base64url"),
+          requestId: newRequestId(),
           method: req.method ?? "",
           target,
           path: q < 0 ? target : target.slice(0, q),

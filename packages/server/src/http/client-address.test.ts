@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { KeyholeError } from "@keyhole/core";
+import { formatIpAddress, KeyholeError, parseIpAddress } from "@keyhole/core";
+import fc from "fast-check";
 import {
   addressAllowed,
   normalizeAddress,
@@ -74,5 +75,25 @@ describe("client addresses", () => {
     assert.equal(sourceKey("::1"), "0000:0000:0000:0000::/64");
     assert.equal(sourceKey("fe80::1%eth0"), "fe80:0000:0000:0000::/64");
     assert.equal(sourceKey("::ffff:1.2.3.4"), "0000:0000:0000:0000::/64");
+  });
+
+  it("the IPv4 fast path gives what the full parse gives", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.constantFrom("", "::ffff:", "::FFFF:", "0:0:0:0:0:ffff:"),
+        fc.constantFrom("", "0", "00"),
+        (bytes, prefix, pad) => {
+          const text = `${prefix}${pad}${formatIpAddress(bytes)}`;
+          const parsed = parseIpAddress(text);
+          const full =
+            parsed === null
+              ? text
+              : formatIpAddress(parsed.length === 16 ? parsed.slice(12) : parsed);
+          assert.equal(normalizeAddress(text), full, text);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });

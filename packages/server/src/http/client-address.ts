@@ -20,6 +20,9 @@ import {
 const MAX_FORWARDED_HOPS = 32;
 
 const MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+/** A dotted quad exactly as `formatIpAddress` writes it (no leading zeros). */
+const CANONICAL_IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
 
 /**
  * A socket's peer address in one canonical text: IPv4-mapped IPv6 (however written) as IPv4,
@@ -28,6 +31,11 @@ const MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
  */
 export function normalizeAddress(address: string | undefined): string {
   if (!address) return "";
+  // The common case, a socket's IPv4 peer (plain or IPv4-mapped), is already canonical.
+  if (CANONICAL_IPV4.test(address)) return address;
+  if (address.startsWith("::ffff:") && CANONICAL_IPV4.test(address.slice(7))) {
+    return address.slice(7);
+  }
   const bytes = parseIpAddress(address.split("%")[0] ?? "");
   if (bytes === null) return address;
   const mapped = bytes.length === 16 && MAPPED_PREFIX.every((b, i) => bytes[i] === b);
