@@ -90,6 +90,28 @@ describe("group commit", () => {
     assert.equal(await writer.run(insert(202)), 1, "the next batch works");
   });
 
+  it("drained() resolves after a burst that leaves one write for a last batch", async () => {
+    // maxBatch is 4: five writes make a batch of four and a batch of one.
+    const writes = Array.from({ length: 5 }, (_, i) => writer.run(insert(400 + i)));
+    const drained = writer.drained();
+    const timeout = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("drained() never resolved")), 2_000).unref(),
+    );
+    await Promise.race([drained, timeout]);
+    assert.equal((await Promise.all(writes)).length, 5);
+  });
+
+  it("refuses an asynchronous write (its awaits would escape the transaction)", async () => {
+    await assert.rejects(
+      writer.run(async () => insert(500)()),
+      /must be synchronous/,
+    );
+    assert.deepEqual(
+      rows().filter((n) => n === 500),
+      [],
+    );
+  });
+
   it("drained() waits for queued writes", async () => {
     let done = false;
     void writer.run(insert(300)).then(() => {

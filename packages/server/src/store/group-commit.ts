@@ -8,7 +8,9 @@
  * Each operation runs inside its own SAVEPOINT: one that throws (a lost race, a refused write, a
  * bug) is rolled back alone and rejects alone; the others commit. If the COMMIT fails, or an
  * error makes SQLite abandon the whole transaction (a full disk), nothing of the batch is kept
- * and every operation in it rejects with that error: none of them was answered yet.
+ * and every operation in it rejects with that error: none of them was answered yet. (So on a
+ * nearly full disk one large write can take the small writes of its batch down with it; each
+ * is still answered truly, and each can be retried.)
  * The audit chain stays whole because each append reads the chain head inside the transaction:
  * an operation sees the entries of those before it in the batch, and a rolled-back one leaves
  * no entry for a later one to have chained onto.
@@ -33,9 +35,8 @@ export class GroupCommit {
   #scheduled = false;
   #commits = 0;
   #operations = 0;
-  /** Resolves when the queue is empty and no batch is running (for close). */
-  #idle: Promise<void> = Promise.resolve();
-  #markIdle: () => void = () => {};
+  /** Whoever waits (close) for the queue to empty with no batch due. */
+  #waiters: (() => void)[] = [];
 
   /** `translate` maps an SQLite error to the one callers see (storage-errors.ts). */
   constructor(db: Database.Database, translate: (error: unknown) => unknown, maxBatch = MAX_BATCH) {
@@ -59,16 +60,12 @@ export class GroupCommit {
 
   /** Resolves once every queued operation has been committed or rejected. */
   drained(): Promise<void> {
-    return this.#idle;
+    if (this.#queue.length === 0 && !this.#scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   #schedule(): void {
     if (this.#scheduled) return;
-    if (this.#queue.length === 1) {
-      this.#idle = new Promise((resolve) => {
-        this.#markIdle = resolve;
-      });
-    }
     this.#scheduled = true;
     // After the I/O callbacks of this turn: the requests that arrived together share a commit.
     setImmediate(() => this.#flush());
@@ -84,8 +81,13 @@ export class GroupCommit {
       else op.reject(outcome?.error);
     });
     // Idle only after the answers are out, so whoever waits for it (close) comes after them.
-    if (this.#queue.length > 0) this.#schedule();
-    else this.#markIdle();
+    if (this.#queue.length > 0) {
+      this.#schedule();
+      return;
+    }
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Runs the batch in one transaction; the outcome of each operation, in order. */
@@ -97,6 +99,11 @@ export class GroupCommit {
         this.#db.exec("SAVEPOINT op");
         try {
           const value = op.fn();
+          if (value instanceof Promise) {
+            // Its awaits would run outside this transaction: refused, and rolled back.
+            value.catch(() => {});
+            throw new TypeError("a write operation must be synchronous");
+          }
           this.#db.exec("RELEASE op");
           outcomes.push({ ok: true, value });
         } catch (error) {
@@ -105,7 +112,7 @@ export class GroupCommit {
           if (!this.#db.inTransaction) throw error;
           this.#db.exec("ROLLBACK TO op");
           this.#db.exec("RELEASE op");
-          outcomes.push({ ok: false, error: this.#translate(error) });
+          outcomes.push({ ok: false, error: this.#safeTranslate(error) });
         }
       }
       this.#db.exec("COMMIT");
@@ -121,8 +128,17 @@ export class GroupCommit {
           // SQLite has already rolled back (it does on some I/O errors): nothing left to undo.
         }
       }
-      const failure = this.#translate(error);
+      const failure = this.#safeTranslate(error);
       return batch.map(() => ({ ok: false, error: failure }));
+    }
+  }
+
+  /** `translate`, which must not be able to leave a batch unanswered by throwing. */
+  #safeTranslate(error: unknown): unknown {
+    try {
+      return this.#translate(error);
+    } catch {
+      return error;
     }
   }
 }
