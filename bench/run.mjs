@@ -4,7 +4,8 @@
 // the ratio says what authentication, authorization and the audited read cost on this machine.
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
-// Then the broker benchmark (bench/broker.mjs, its own processes): direct vs through `keyhole broker`.
+// Then the SDK's cold start (bench/cold-start.mjs) and the broker benchmark (bench/broker.mjs,
+// its own processes): direct vs through `keyhole broker`.
 // The smoke run also runs the flood benchmark (bench/flood.mjs --smoke).
 //
 //   npm run bench                     3 s per point, median of 3 runs
@@ -163,6 +164,10 @@ try {
 }
 
 if (!fetchOnly) {
+  console.log("");
+  const coldArgs = [join(here, "cold-start.mjs"), ...(smoke ? ["--smoke"] : [])];
+  const cold = spawnSync(process.execPath, coldArgs, { stdio: "inherit" });
+  if (cold.status !== 0) process.exitCode = 1;
   console.log("");
   const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
   const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
