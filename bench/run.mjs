@@ -13,7 +13,7 @@
 //   node bench/run.mjs --fetch-only   the fetch benchmark alone (no broker benchmark)
 //   node bench/run.mjs --fetch-only --profile DIR
 //                                     also writes a V8 CPU profile of the Keyhole server to DIR
-//                                     (summarise it with `node bench/profile-summary.mjs DIR`)
+//                                     (summarise it: `node bench/cpuprofile-summary.mjs DIR`)
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -165,6 +165,14 @@ try {
 
 if (!fetchOnly) {
   console.log("");
+  if (smoke) {
+    // The full audit-verify run takes about 9 minutes: `node bench/audit-verify.mjs` on its own.
+    const audit = spawnSync(process.execPath, [join(here, "audit-verify.mjs"), "--smoke"], {
+      stdio: "inherit",
+    });
+    if (audit.status !== 0) process.exitCode = 1;
+    console.log("");
+  }
   const coldArgs = [join(here, "cold-start.mjs"), ...(smoke ? ["--smoke"] : [])];
   const cold = spawnSync(process.execPath, coldArgs, { stdio: "inherit" });
   if (cold.status !== 0) process.exitCode = 1;

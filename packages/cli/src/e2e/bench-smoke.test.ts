@@ -1,5 +1,5 @@
 // Keeps the benchmarks working (issue 5: "CI runs a tiny smoke version"): `node bench/run.mjs
-// --smoke` runs every benchmark script (fetch, cold start, broker, flood) for a fraction of a
+// --smoke` runs every benchmark script (fetch, audit verify, cold start, broker, flood) for a fraction of a
 // second per point. It asserts that they ran and printed their tables, never a speed: speeds
 // are measured by `npm run bench` and recorded in docs/performance.md.
 import assert from "node:assert/strict";
@@ -26,6 +26,7 @@ test("every benchmark script runs (smoke)", { timeout: 240_000 }, async () => {
   for (const table of [
     /\| agent fetch \(server\) \| 10 \|/,
     /\| import \+ first secret \|/,
+    /\| 2\. audit verify \|/,
     /broker/i,
     /\| recovery \(first of 5 probes/,
   ]) {

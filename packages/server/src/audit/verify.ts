@@ -2,7 +2,9 @@
  * Verifying the audit log from its API entries: recompute the hash chain with core's
  * `chainAuditHash` and check a server checkpoint signature. A deleted, edited, reordered or
  * inserted entry changes every hash after it; a truncated log no longer reaches a pinned
- * checkpoint. Used by the server's tests and by `keyhole audit verify`.
+ * checkpoint. Used by the server's tests; `keyhole audit verify` has its own
+ * (`packages/cli/src/owner/audit.ts`, `recomputeChain`) over the same core hashing. The two are
+ * to become one with the faster entry encoder (docs/performance.md, `audit verify`).
  */
 import { createPublicKey, verify } from "node:crypto";
 import {
