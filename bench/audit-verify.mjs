@@ -16,7 +16,7 @@
 //   node bench/audit-verify.mjs                 1,000,000 entries
 //   node bench/audit-verify.mjs --entries N     N entries in both parts
 //   node bench/audit-verify.mjs --smoke         20,000 entries, 1 run, no result file
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -36,6 +36,7 @@ import { parseAuditPage } from "../packages/cli/dist/owner/views.js";
 import { sha256Sync } from "../packages/server/dist/audit/sha256.js";
 import { auditEntryView } from "../packages/server/dist/routes/views.js";
 import { openSqliteStore } from "../packages/server/dist/store/sqlite.js";
+import { startKeyholeServer } from "./keyhole-server.mjs";
 
 const { values: options } = parseArgs({
   options: { smoke: { type: "boolean" }, entries: { type: "string" } },
@@ -138,25 +139,6 @@ function keyhole(args, input = "") {
   return execFileSync(process.execPath, [bin, ...args], { env, input, stdio: "pipe" }).toString();
 }
 
-/** A `keyhole server` on 127.0.0.1, port 0; resolves once it listens (and its bootstrap code). */
-function startServer(dataDir, bootstrap) {
-  const args = [bin, "server", "--data-dir", dataDir, "--port", "0", "--log-level", "error"];
-  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  const exited = new Promise((resolve) => child.on("exit", resolve));
-  let seen = "";
-  return new Promise((resolve, reject) => {
-    const onData = (chunk) => {
-      seen += chunk;
-      const addr = seen.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      const code = seen.match(/bootstrap code: (\S+)/);
-      if (addr && (!bootstrap || code)) resolve({ child, exited, addr: addr[1], code: code?.[1] });
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (status) => reject(new Error(`server exited ${status}: ${seen}`)));
-  });
-}
-
 async function stopServer(server) {
   server.child.kill("SIGTERM");
   await server.exited;
@@ -172,7 +154,7 @@ async function endToEnd(n) {
   const dir = mkdtempSync(join(tmpdir(), "keyhole-audit-bench-"));
   const dataDir = join(dir, "data");
   Object.assign(env, { HOME: dir, KEYHOLE_HOME: join(dir, "owner") });
-  let server = await startServer(dataDir, true);
+  let server = await startKeyholeServer({ env, dataDir });
   try {
     env.KEYHOLE_ADDR = server.addr;
     keyhole(["init", "--bootstrap-code", server.code]);
@@ -198,7 +180,7 @@ async function endToEnd(n) {
     const fillMs = performance.now() - fillStart;
     await store.close();
 
-    server = await startServer(dataDir, false);
+    server = await startKeyholeServer({ env, dataDir, fresh: false });
     env.KEYHOLE_ADDR = server.addr;
     // The fixed cost of any owner command: Node start-up, unlocking the owner key, one request.
     const sessionMs = timed(() => keyhole(["agent", "list"])).ms;

@@ -6,11 +6,12 @@
 //
 //   node bench/cold-start.mjs            30 runs of each
 //   node bench/cold-start.mjs --smoke    3 runs of each (keeps the script working)
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startKeyholeServer } from "./keyhole-server.mjs";
 
 const smoke = process.argv.includes("--smoke");
 const runs = smoke ? 3 : 30;
@@ -29,26 +30,6 @@ function keyhole(args, input = "") {
   return execFileSync(process.execPath, [bin, ...args], { env, input, stdio: "pipe" });
 }
 
-function startServer() {
-  const child = spawn(
-    process.execPath,
-    [bin, "server", "--data-dir", join(dir, "data"), "--port", "0", "--log-level", "error"],
-    { env, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let seen = "";
-  return new Promise((resolve, reject) => {
-    const onData = (chunk) => {
-      seen += chunk;
-      const addr = seen.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      const code = seen.match(/bootstrap code: (\S+)/);
-      if (addr && code) resolve({ child, addr: addr[1], code: code[1] });
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`server exited ${code}: ${seen}`)));
-  });
-}
-
 /** Milliseconds from spawn to exit of `node ARGS` (which must exit 0). */
 function timeProcess(args, childEnv) {
   const started = performance.now();
@@ -61,7 +42,7 @@ function timeProcess(args, childEnv) {
 const quantile = (values, q) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))];
 
-const server = await startServer();
+const server = await startKeyholeServer({ env, dataDir: join(dir, "data") });
 try {
   env.KEYHOLE_ADDR = server.addr;
   keyhole(["init", "--bootstrap-code", server.code]);
