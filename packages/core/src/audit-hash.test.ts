@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
 import { sha256Sync } from "./fixtures.test.helper.js";
 import {
   AUDIT_GENESIS,
@@ -56,6 +57,48 @@ describe("audit hash chain", () => {
         lp("ua/1"),
         lp(""),
       ),
+    );
+  });
+
+  it("the one-buffer encoder writes exactly the LP/u64 form, for any entry (property)", () => {
+    const text = fc.string({ unit: "binary", maxLength: 40 });
+    const n = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+    fc.assert(
+      fc.property(
+        fc.record({
+          seq: n,
+          ts: n,
+          requestId: text,
+          actorType: fc.constantFrom("owner", "agent", "anonymous"),
+          actorId: text,
+          action: text,
+          result: text,
+          agentId: text,
+          secretId: text,
+          secretVersion: n,
+          clientIp: text,
+          userAgent: text,
+          detail: text,
+        }),
+        (e: AuditFields) => {
+          const reference = concatBytes(
+            lp("keyhole/v1/audit-entry"),
+            u64(e.seq),
+            u64(e.ts),
+            ...[e.requestId, e.actorType, e.actorId, e.action, e.result, e.agentId, e.secretId].map(
+              (t) => lp(t),
+            ),
+            u64(e.secretVersion),
+            ...[e.clientIp, e.userAgent, e.detail].map((t) => lp(t)),
+          );
+          assert.deepEqual(encodeAuditEntry(e), reference);
+          assert.deepEqual(
+            auditLeaf(e, sha256Sync),
+            sha256Sync(concatBytes(Uint8Array.of(0), lp(reference))),
+          );
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 
