@@ -7,16 +7,11 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import type { AuditEntryView, GrantView } from "@keyhole/core";
+import type { GrantView } from "@keyhole/core";
 import { DEFAULT_LIMITS } from "./auth/rate-limit.js";
 import { startTestServer, type TestServer } from "./test-support/harness.js";
 import { call, errorCode, type HttpResult } from "./test-support/http.js";
 import { agentGet, canary, fetchAndOpen, type TestAgent, TestOwner } from "./test-support/owner.js";
-
-async function auditEntries(owner: TestOwner): Promise<AuditEntryView[]> {
-  const res = await owner.request("GET", "/v1/owner/audit?after=0&limit=1000");
-  return (res.json as { entries: AuditEntryView[] }).entries;
-}
 
 function read(t: TestServer, agent: TestAgent, name: string, from?: string): Promise<HttpResult> {
   return call(t.url, {
@@ -95,7 +90,7 @@ describe("limits: a grant's read budget (--max-uses)", () => {
     assert.equal(fourth.status, 404);
     assert.equal(errorCode(fourth), "not_found");
     assert.deepEqual((await agentGet(t.url, agent, "/v1/agent/secrets")).json, { secrets: [] });
-    const last = (await auditEntries(owner)).filter((e) => e.action === "secret.read").at(-1);
+    const last = (await owner.auditEntries()).filter((e) => e.action === "secret.read").at(-1);
     assert.equal(last?.result, "denied");
     assert.equal(last?.detail, "max_uses=3 reached");
     // A refused read spends nothing.
@@ -180,7 +175,7 @@ describe("limits: agent CIDR allowlists", () => {
     assert.equal(res.status, 401);
     assert.equal(errorCode(res), "unauthenticated");
     assert.equal((await agentGet(t.url, agent, "/v1/agent/self")).status, 401);
-    const failed = (await auditEntries(owner)).filter(
+    const failed = (await owner.auditEntries()).filter(
       (e) => e.action === "auth.failed" && e.agent_id === agent.id,
     );
     assert.ok(failed.length >= 1);
@@ -259,7 +254,7 @@ describe("limits: X-Forwarded-For only from configured proxies", () => {
     assert.equal((await read(proxied, v6, "db", "2001:db8:1:2::9")).status, 200);
     assert.equal((await read(proxied, v4, "db", "198.51.100.1")).status, 401);
     assert.equal((await read(proxied, v6, "db", "2001:db8:2::9")).status, 401);
-    const ok = (await auditEntries(owner)).filter(
+    const ok = (await owner.auditEntries()).filter(
       (e) => e.action === "secret.read" && e.result === "ok",
     );
     assert.deepEqual(
@@ -278,7 +273,7 @@ describe("limits: X-Forwarded-For only from configured proxies", () => {
     // Other spellings of an IPv4-mapped address are the IPv4 address.
     assert.equal((await read(proxied, v4, "db", "::ffff:cb00:7109")).status, 200);
     assert.equal((await read(proxied, v4, "db", "0:0:0:0:0:ffff:203.0.113.9")).status, 200);
-    const last = (await auditEntries(owner)).filter((e) => e.action === "secret.read").at(-1);
+    const last = (await owner.auditEntries()).filter((e) => e.action === "secret.read").at(-1);
     assert.equal(last?.client_ip, "203.0.113.9");
   });
 
@@ -314,7 +309,7 @@ describe("limits: X-Forwarded-For only from configured proxies", () => {
       });
       assert.equal((await read(elsewhere, agent, "db", "203.0.113.7")).status, 401);
       assert.equal((await read(elsewhere, agent, "db", "junk")).status, 401);
-      const failed = (await auditEntries(ownerE)).filter((e) => e.action === "auth.failed");
+      const failed = (await ownerE.auditEntries()).filter((e) => e.action === "auth.failed");
       assert.equal(failed.at(-1)?.client_ip, "127.0.0.1");
     } finally {
       await elsewhere.close();
@@ -361,7 +356,7 @@ describe("limits: X-Forwarded-For only from configured proxies", () => {
     assert.equal((await read(direct, agent, "db", "203.0.113.7")).status, 401);
     const anywhere = await ownerD.createAgent("anywhere", ["db"]);
     assert.equal((await read(direct, anywhere, "db", "junk")).status, 200);
-    const last = (await auditEntries(ownerD)).filter((e) => e.action === "secret.read").at(-1);
+    const last = (await ownerD.auditEntries()).filter((e) => e.action === "secret.read").at(-1);
     assert.equal(last?.client_ip, "127.0.0.1");
   });
 });

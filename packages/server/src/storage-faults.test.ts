@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type AuditEntryView, openValue } from "@keyhole/core";
+import { openValue } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { verifyAuditChain } from "./audit/verify.js";
 import { STORAGE_NOT_READY_MS } from "./store/storage-errors.js";
@@ -52,19 +52,6 @@ async function startFaultable(
 function pragmaValue(pragma: Pragma, name: string): unknown {
   const rows = pragma(name) as Record<string, unknown>[];
   return rows[0]?.[name.split(" ")[0] as string];
-}
-
-async function allEntries(owner: TestOwner): Promise<AuditEntryView[]> {
-  const out: AuditEntryView[] = [];
-  let after = 0;
-  for (;;) {
-    const res = await owner.request("GET", `/v1/owner/audit?after=${after}&limit=1000`);
-    assert.equal(res.status, 200, "the audit log is readable while writes fail");
-    const page = res.json as { entries: AuditEntryView[]; next: number | null };
-    out.push(...page.entries);
-    if (page.next === null) return out;
-    after = page.next;
-  }
 }
 
 function putSecret(owner: TestOwner, name: string, value: Uint8Array): Promise<HttpResult> {
@@ -125,7 +112,7 @@ async function assertNothingLost(
     const ref = { vaultId: owner.vaultId, secretId: secret.id, version: secret.version };
     assert.deepEqual(await openValue(ref, secret.dek, secret.value), value, `acknowledged ${name}`);
   }
-  const entries = await allEntries(owner);
+  const entries = await owner.auditEntries();
   assert.deepEqual(verifyAuditChain(entries).ok, true, "the audit chain verifies");
   const ids = new Set(entries.map((e) => e.request_id));
   for (const res of refused) {
@@ -194,7 +181,7 @@ describe("storage faults", () => {
         smallRefused = true;
       }
       assert.ok(smallRefused, "small writes were refused too");
-      const before = (await allEntries(owner)).length;
+      const before = (await owner.auditEntries()).length;
 
       // Every audited request needs an entry written: all refused, coded, fail closed.
       const agentRead = await agentGet(t.url, agent, "/v1/agent/secrets/base");
@@ -206,7 +193,7 @@ describe("storage faults", () => {
       const ungrant = await owner.request("DELETE", "/v1/owner/grants/reader/base");
       assertStorageRefusal(ungrant, "grant remove");
       refused.push(ungrant);
-      assert.equal((await allEntries(owner)).length, before, "no entry was written");
+      assert.equal((await owner.auditEntries()).length, before, "no entry was written");
 
       // What writes nothing keeps working; readiness says writes fail.
       assert.equal((await get(t, "/healthz")).status, 200);

@@ -26,18 +26,6 @@ import {
 import { sha256Sync } from "./sha256.js";
 import { verifyAgainstCheckpoint, verifyAuditChain, verifyCheckpoint } from "./verify.js";
 
-async function allEntries(owner: TestOwner): Promise<AuditEntryView[]> {
-  const out: AuditEntryView[] = [];
-  let after = 0;
-  for (;;) {
-    const res = await owner.request("GET", `/v1/owner/audit?after=${after}&limit=1000`);
-    const page = res.json as { entries: AuditEntryView[]; next: number | null };
-    out.push(...page.entries);
-    if (page.next === null) return out;
-    after = page.next;
-  }
-}
-
 describe("audit: every attempt yields exactly one entry (SECURITY-TESTS #18)", () => {
   let t: TestServer;
   let owner: TestOwner;
@@ -57,12 +45,12 @@ describe("audit: every attempt yields exactly one entry (SECURITY-TESTS #18)", (
     status: number,
     expected: Partial<AuditEntryView>,
   ): Promise<void> {
-    const before = (await allEntries(owner)).length;
+    const before = (await owner.auditEntries()).length;
     // Failed authentication is throttled per second: step past it so each attempt is written.
     t.clock.advance(1000);
     const res = await attempt();
     assert.equal(res.status, status, res.text);
-    const added = (await allEntries(owner)).slice(before);
+    const added = (await owner.auditEntries()).slice(before);
     assert.equal(added.length, 1, JSON.stringify(added));
     for (const [key, value] of Object.entries(expected)) {
       assert.equal(added[0]?.[key as keyof AuditEntryView], value, key);
@@ -171,7 +159,7 @@ describe("audit: fail closed when the audit write fails", () => {
 
   it("answers 500 with no ciphertext and changes nothing", async () => {
     const put = await owner.secretPutBody("db", canary());
-    const before = await allEntries(owner);
+    const before = await owner.auditEntries();
     t.auditFault.fail = true;
     let fetched: HttpResult;
     let written: HttpResult;
@@ -194,7 +182,7 @@ describe("audit: fail closed when the audit write fails", () => {
       assert.deepEqual(res.json, { error: { code: "internal", message: "internal error" } });
     }
     assert.equal(fetched.text.includes("KHS1"), false);
-    assert.deepEqual(await allEntries(owner), before);
+    assert.deepEqual(await owner.auditEntries(), before);
     assert.equal((await owner.openSecret("db")).version, 1);
     assert.deepEqual(
       (await fetchAndOpen(t.url, agent, "db")).value,
@@ -249,7 +237,7 @@ describe("audit: the chain and its checkpoints", () => {
     const copy = await startTestServer({ dataDir: dir, clock: t.clock });
     owner.url = copy.url;
     try {
-      return await allEntries(owner);
+      return await owner.auditEntries();
     } finally {
       await copy.close({ keepDir: true });
     }

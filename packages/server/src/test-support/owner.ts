@@ -8,6 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import {
   type AgentSecretResponse,
   AgentToken,
+  type AuditEntryView,
   agentRecipientId,
   decodeBase64url,
   deriveRecipientKeyPair,
@@ -163,6 +164,20 @@ export class TestOwner {
       bodyHash: new Uint8Array(createHash("sha256").update(bodyBytes(body)).digest()),
     });
     return formatOwnerAuthorization(timestamp, nonce, await sign(this.signKey, message));
+  }
+
+  /** Every audit entry, in order, paging through `GET /v1/owner/audit` (each page must be a 200). */
+  async auditEntries(): Promise<AuditEntryView[]> {
+    const out: AuditEntryView[] = [];
+    let after = 0;
+    for (;;) {
+      const res = await this.request("GET", `/v1/owner/audit?after=${after}&limit=1000`);
+      if (res.status !== 200) throw new Error(`reading the audit log answered ${res.status}`);
+      const page = res.json as { entries: AuditEntryView[]; next: number | null };
+      out.push(...page.entries);
+      if (page.next === null) return out;
+      after = page.next;
+    }
   }
 
   /** A signed owner request. */
