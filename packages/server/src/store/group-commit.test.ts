@@ -4,12 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { DurabilityGate } from "./durability-gate.js";
 import { GroupCommit } from "./group-commit.js";
+import { WalSync } from "./wal-sync.js";
 
 describe("group commit", () => {
   let dir: string;
   let db: Database.Database;
   let writer: GroupCommit;
+  let wal: WalSync;
   const insert = (n: number) => () => db.prepare("INSERT INTO t (n) VALUES (?)").run(n).changes;
   const rows = () =>
     (db.prepare("SELECT n FROM t ORDER BY n").all() as { n: number }[]).map((r) => r.n);
@@ -19,10 +22,14 @@ describe("group commit", () => {
     db = new Database(join(dir, "t.db"));
     db.pragma("journal_mode = WAL");
     db.exec("CREATE TABLE t (n INTEGER PRIMARY KEY)");
-    writer = new GroupCommit(db, (error) => error, 4);
+    db.pragma("synchronous = NORMAL");
+    wal = new WalSync(join(dir, "t.db"));
+    const same = (error: unknown) => error;
+    writer = new GroupCommit(db, new DurabilityGate(() => wal.sync(), same), same, 4);
   });
   after(() => {
     db.close();
+    wal.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -34,6 +41,7 @@ describe("group commit", () => {
     assert.deepEqual(writer.stats, {
       commits: before.commits + 1,
       operations: before.operations + 3,
+      syncs: before.syncs + 1,
     });
   });
 

@@ -1,9 +1,12 @@
 /**
  * Group commit: the write operations that arrive in one event-loop turn run in one SQLite
- * transaction, and every one of them is answered only once that transaction has committed
- * (`synchronous=FULL`: the WAL is fsynced at commit). One fsync then stands for many audited
- * reads under load, while each answer still waits for its own audit entry to be durable; with
- * one request at a time a batch is one operation and nothing changes.
+ * transaction, and every one of them is answered only once that transaction is on disk. One
+ * fsync then stands for many audited reads under load, while each answer still waits for its own
+ * audit entry to be durable; with one request at a time a batch is one operation.
+ *
+ * The fsync itself runs off the event loop (durability-gate.ts, wal-sync.ts): the COMMIT only
+ * appends to the WAL, the gate syncs it from the thread pool and releases the batch's answers
+ * after. Meanwhile the next batches commit, and one sync covers them together.
  *
  * Each operation runs inside its own SAVEPOINT: one that throws (a lost race, a refused write, a
  * bug) is rolled back alone and rejects alone; the others commit. If the COMMIT fails, or an
@@ -16,6 +19,7 @@
  * no entry for a later one to have chained onto.
  */
 import type Database from "better-sqlite3";
+import type { DurabilityGate } from "./durability-gate.js";
 
 /** At most this many operations share one commit (bounds a batch's latency and its memory). */
 export const MAX_BATCH = 256;
@@ -29,8 +33,10 @@ interface Pending {
 /** Runs write operations in batches, one transaction and one commit per batch. */
 export class GroupCommit {
   readonly #db: Database.Database;
+  readonly #gate: DurabilityGate;
   readonly #translate: (error: unknown) => unknown;
   readonly #maxBatch: number;
+  readonly #control: TransactionControl;
   #queue: Pending[] = [];
   #scheduled = false;
   #commits = 0;
@@ -38,30 +44,47 @@ export class GroupCommit {
   /** Whoever waits (close) for the queue to empty with no batch due. */
   #waiters: (() => void)[] = [];
 
-  /** `translate` maps an SQLite error to the one callers see (storage-errors.ts). */
-  constructor(db: Database.Database, translate: (error: unknown) => unknown, maxBatch = MAX_BATCH) {
+  /**
+   * `gate` holds the answers until their commit is on disk; `translate` maps an SQLite error to
+   * the one callers see (storage-errors.ts).
+   */
+  constructor(
+    db: Database.Database,
+    gate: DurabilityGate,
+    translate: (error: unknown) => unknown,
+    maxBatch = MAX_BATCH,
+  ) {
     this.#db = db;
+    this.#gate = gate;
     this.#translate = translate;
     this.#maxBatch = maxBatch;
+    this.#control = prepareControl(db);
   }
 
   /** Queues `fn` for the next batch; resolves with its result once its batch has committed. */
   run<T>(fn: () => T): Promise<T> {
+    try {
+      this.#gate.check();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       this.#schedule();
     });
   }
 
-  /** Batches committed and operations run so far: operations ÷ commits is the fsync saving. */
-  get stats(): { readonly commits: number; readonly operations: number } {
-    return { commits: this.#commits, operations: this.#operations };
+  /** Batches committed, operations run and fsyncs made so far: operations ÷ syncs is the saving. */
+  get stats(): { readonly commits: number; readonly operations: number; readonly syncs: number } {
+    return { commits: this.#commits, operations: this.#operations, syncs: this.#gate.syncs };
   }
 
-  /** Resolves once every queued operation has been committed or rejected. */
+  /** Resolves once every queued operation has been committed, and synced, or rejected. */
   drained(): Promise<void> {
-    if (this.#queue.length === 0 && !this.#scheduled) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    if (this.#queue.length === 0 && !this.#scheduled) return this.#gate.settled();
+    return new Promise<void>((resolve) => this.#waiters.push(resolve)).then(() =>
+      this.#gate.settled(),
+    );
   }
 
   #schedule(): void {
@@ -74,13 +97,33 @@ export class GroupCommit {
   #flush(): void {
     this.#scheduled = false;
     const batch = this.#queue.splice(0, this.#maxBatch);
-    const outcomes = this.#commit(batch);
-    batch.forEach((op, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) op.resolve(outcome.value);
-      else op.reject(outcome?.error);
-    });
-    // Idle only after the answers are out, so whoever waits for it (close) comes after them.
+    try {
+      // A sync failed since these were queued: nothing more is committed on this connection.
+      this.#gate.check();
+    } catch (error) {
+      for (const op of batch) op.reject(error);
+      this.#afterBatch();
+      return;
+    }
+    const { commit, outcomes } = this.#commit(batch);
+    const answer = () =>
+      batch.forEach((op, i) => {
+        const outcome = outcomes[i];
+        if (outcome?.ok) op.resolve(outcome.value);
+        else op.reject(outcome?.error);
+      });
+    if (commit === null) {
+      answer(); // nothing of the batch was kept: nothing to wait for
+    } else {
+      this.#gate.whenDurable(commit).then(answer, (error: unknown) => {
+        for (const op of batch) op.reject(error);
+      });
+    }
+    this.#afterBatch();
+  }
+
+  /** Schedules the next batch, or tells whoever waits (close) that the queue is empty. */
+  #afterBatch(): void {
     if (this.#queue.length > 0) {
       this.#schedule();
       return;
@@ -90,13 +133,17 @@ export class GroupCommit {
     for (const resolve of waiters) resolve();
   }
 
-  /** Runs the batch in one transaction; the outcome of each operation, in order. */
-  #commit(batch: readonly Pending[]): Outcome[] {
+  /**
+   * Runs the batch in one transaction: the outcome of each operation, in order, and the gate's
+   * number for the commit, or null when nothing was committed.
+   */
+  #commit(batch: readonly Pending[]): { commit: number | null; outcomes: Outcome[] } {
+    const control = this.#control;
     const outcomes: Outcome[] = [];
     try {
-      this.#db.exec("BEGIN IMMEDIATE");
+      control.begin.run();
       for (const op of batch) {
-        this.#db.exec("SAVEPOINT op");
+        control.savepoint.run();
         try {
           const value = op.fn();
           if (value instanceof Promise) {
@@ -104,32 +151,32 @@ export class GroupCommit {
             value.catch(() => {});
             throw new TypeError("a write operation must be synchronous");
           }
-          this.#db.exec("RELEASE op");
+          control.release.run();
           outcomes.push({ ok: true, value });
         } catch (error) {
           // Some errors (a full disk, I/O) make SQLite roll back the whole transaction: then
           // the batch is lost, and every operation in it fails with this error.
           if (!this.#db.inTransaction) throw error;
-          this.#db.exec("ROLLBACK TO op");
-          this.#db.exec("RELEASE op");
+          control.rollbackTo.run();
+          control.release.run();
           outcomes.push({ ok: false, error: this.#safeTranslate(error) });
         }
       }
-      this.#db.exec("COMMIT");
+      control.commit.run();
       this.#commits += 1;
       this.#operations += batch.length;
-      return outcomes;
+      return { commit: this.#gate.committed(), outcomes };
     } catch (error) {
       // BEGIN, a savepoint or the COMMIT failed: nothing of the batch is kept.
       if (this.#db.inTransaction) {
         try {
-          this.#db.exec("ROLLBACK");
+          control.rollback.run();
         } catch {
           // SQLite has already rolled back (it does on some I/O errors): nothing left to undo.
         }
       }
       const failure = this.#safeTranslate(error);
-      return batch.map(() => ({ ok: false, error: failure }));
+      return { commit: null, outcomes: batch.map(() => ({ ok: false, error: failure })) };
     }
   }
 
@@ -146,3 +193,24 @@ export class GroupCommit {
 type Outcome =
   | { readonly ok: true; readonly value: unknown }
   | { readonly ok: false; readonly error: unknown };
+
+/** The transaction statements, prepared once: `exec` would parse them again on every use. */
+interface TransactionControl {
+  readonly begin: Database.Statement;
+  readonly savepoint: Database.Statement;
+  readonly release: Database.Statement;
+  readonly rollbackTo: Database.Statement;
+  readonly rollback: Database.Statement;
+  readonly commit: Database.Statement;
+}
+
+function prepareControl(db: Database.Database): TransactionControl {
+  return {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    savepoint: db.prepare("SAVEPOINT op"),
+    release: db.prepare("RELEASE op"),
+    rollbackTo: db.prepare("ROLLBACK TO op"),
+    rollback: db.prepare("ROLLBACK"),
+    commit: db.prepare("COMMIT"),
+  };
+}

@@ -6,6 +6,7 @@ import { closeSync, openSync } from "node:fs";
 import { AUDIT_GENESIS, type AuditFields, chainAuditHash, KeyholeError } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { sha256Sync } from "../audit/sha256.js";
+import { DurabilityGate } from "./durability-gate.js";
 import { GroupCommit } from "./group-commit.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
 import {
@@ -31,6 +32,7 @@ import type {
   NewGrant,
   NewToken,
 } from "./store.js";
+import { WalSync } from "./wal-sync.js";
 
 /** What an operation decided about its own audit entry. */
 export type AuditOutcome = Pick<AuditDraft, "action" | "result"> &
@@ -42,6 +44,8 @@ export class SqliteDb {
   readonly #statements = new Map<string, Database.Statement>();
   readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
   readonly #writer: GroupCommit;
+  readonly #gate: DurabilityGate;
+  readonly #wal: WalSync;
 
   constructor(
     path: string,
@@ -53,15 +57,17 @@ export class SqliteDb {
     closeSync(openSync(path, "a", 0o600));
     this.#db = new Database(path);
     this.#beforeAuditAppend = beforeAuditAppend;
-    this.#writer = new GroupCommit(
-      this.#db,
-      (error) => storageError(error) ?? translateError(error),
-    );
+    const translate = (error: unknown) => storageError(error) ?? translateError(error);
+    this.#wal = new WalSync(path);
+    this.#gate = new DurabilityGate(() => this.#wal.sync(), translate);
+    this.#writer = new GroupCommit(this.#db, this.#gate, translate);
     try {
       this.#db.pragma("journal_mode = WAL");
-      // FULL: the WAL is fsynced at every commit, so an acknowledged write survives kill -9
-      // and power loss (NORMAL only guarantees the former in WAL mode).
-      this.#db.pragma("synchronous = FULL");
+      // NORMAL: a COMMIT does not fsync the WAL itself; the durability gate does, off the event
+      // loop, and holds every answer until the commit it depends on is on disk. Together that is
+      // FULL's promise (an acknowledged write survives kill -9 and power loss) without stopping
+      // the server for each fsync (durability-gate.ts).
+      this.#db.pragma("synchronous = NORMAL");
       this.#db.pragma("foreign_keys = ON");
       // Deleted rows (a revoked agent's wraps, a deleted secret) are zeroed in the file, not
       // left behind in free pages.
@@ -80,8 +86,10 @@ export class SqliteDb {
     return this.#db.open;
   }
 
+  /** Closes the connection. Only after `writesDone()`: a sync may still be running before it. */
   close(): void {
     if (this.#db.open) this.#db.close();
+    this.#wal.close();
   }
 
   /** A cached prepared statement. */
@@ -94,8 +102,28 @@ export class SqliteDb {
     return statement;
   }
 
-  /** Runs a read, translating storage errors (a full or read-only disk: storage-errors.ts). */
-  read<T>(fn: () => T): T {
+  /**
+   * Runs a read, translating storage errors (a full or read-only disk: storage-errors.ts). Its
+   * result is held back until every commit it could have seen is on disk (durability-gate.ts).
+   */
+  read<T>(fn: () => T): T | Promise<T> {
+    let value: T;
+    try {
+      value = fn();
+    } catch (error) {
+      throw storageError(error) ?? translateError(error);
+    }
+    return this.#gate.afterDurable(value);
+  }
+
+  /**
+   * Runs a read whose result decides what the server does but is never sent as it is (the token
+   * lookup of authentication), without waiting for the commits it could see to be synced. Safe
+   * because every request it lets through is answered after a write of its own (whose sync
+   * covers every earlier commit) or after a `read`; a refusal it causes only fails closed.
+   */
+  readUnsynced<T>(fn: () => T): T {
+    this.#gate.check();
     try {
       return fn();
     } catch (error) {

@@ -152,7 +152,8 @@ class SqliteStore implements Store {
   }
 
   async findAgentByTokenId(tokenId: Uint8Array): Promise<TokenLookup | null> {
-    return this.#db.read(() => {
+    // Authentication only: every request it admits is answered after a synced write or read.
+    return this.#db.readUnsynced(() => {
       const row = this.#db
         .q(
           `SELECT a.*, t.verifier, t.pepper_kid FROM agent_tokens t

@@ -293,7 +293,11 @@ export interface Store {
     audit: AuditRequest,
   ): Promise<VaultRecord | null>;
 
-  /** The agent and verifier behind a token id, or null (revoked agents have no token). */
+  /**
+   * The agent and verifier behind a token id, or null (revoked agents have no token). For
+   * authentication only: its result may come from a commit not yet on disk, so it must never be
+   * sent as it is (every other read waits for that).
+   */
   findAgentByTokenId(tokenId: Uint8Array): Promise<TokenLookup | null>;
   getAgent(agentId: string, now: number): Promise<AgentSummary | null>;
   /** The active agent with this name, else the most recently revoked one, else null. */
