@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { openValue } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { verifyAuditChain } from "./audit/verify.js";
-import { STORAGE_NOT_READY_MS } from "./store/storage-errors.js";
+import { STORAGE_NOT_READY_MS, SYNC_FAILED_CODE } from "./store/storage-errors.js";
 import { startTestServer, type TestServer } from "./test-support/harness.js";
 import { call, errorCode, type HttpResult } from "./test-support/http.js";
 import { agentGet, canary, type TestAgent, TestOwner } from "./test-support/owner.js";
@@ -271,6 +271,39 @@ describe("storage faults", () => {
       assert.equal((await owner.openSecret("base")).version, 1);
       assert.equal((await owner.request("GET", "/v1/owner/secrets/blocked")).status, 404);
       await assertNothingLost(owner, new Map(), [write, read]);
+      assertNo500(t);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("a failed fsync is final: 503 storage_unavailable for everything stored, not ready, until a restart", async () => {
+    const fault = { fail: false };
+    const t = await startTestServer({
+      metrics: true,
+      syncHook: (sync) =>
+        fault.fail
+          ? Promise.reject(Object.assign(new Error("EIO"), { code: SYNC_FAILED_CODE }))
+          : sync(),
+    });
+    try {
+      const owner = await TestOwner.initialized(t);
+      assert.equal((await putSecret(owner, "before", canary())).status, 201);
+      const agent = await owner.createAgent("reader", ["before"]);
+      fault.fail = true;
+      assertStorageRefusal(await putSecret(owner, "lost", canary()), "the write whose sync failed");
+      // The fault is gone, but the pages the kernel failed to write may be gone with it: nothing
+      // from this connection is trusted again, reads included.
+      fault.fail = false;
+      assertStorageRefusal(await putSecret(owner, "after", canary()), "a later write");
+      assertStorageRefusal(await agentGet(t.url, agent, "/v1/agent/secrets/before"), "agent read");
+      assertStorageRefusal(await owner.request("GET", "/v1/owner/secrets"), "owner listing");
+      t.clock.advance(STORAGE_NOT_READY_MS * 2);
+      const ready = await get(t, "/readyz");
+      assert.equal(ready.status, 503, "not ready, however long it waits");
+      assert.equal(errorCode(ready), "storage_unavailable");
+      assert.equal((await get(t, "/healthz")).status, 200);
+      assert.ok(storageLines(t).every((line) => line.sqlite_code === SYNC_FAILED_CODE));
       assertNo500(t);
     } finally {
       await t.close();

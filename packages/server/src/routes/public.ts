@@ -10,6 +10,7 @@ import {
   encodeInitProofMessage,
   type InfoResponse,
   type InitResponse,
+  isKeyholeError,
   KeyholeError,
   verify,
 } from "@keyhole/core";
@@ -54,6 +55,9 @@ export function publicRoutes(deps: PublicDeps): Route[] {
         try {
           vault = await deps.store.getVault();
         } catch (error) {
+          // A storage fault (after a failed fsync the store refuses everything until a restart)
+          // is answered and counted as one, like any other request's.
+          if (isKeyholeError(error) && error.code === "storage_unavailable") throw error;
           // Closed, locked or broken: logged by name only, answered with a fixed 503.
           deps.logger.unexpected("readiness: store not answering", error, ctx.requestId);
           throw new KeyholeError("unavailable", "the store is not answering");

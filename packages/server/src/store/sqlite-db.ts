@@ -51,6 +51,7 @@ export class SqliteDb {
     path: string,
     beforeAuditAppend?: (entry: AuditFields) => void,
     pragmaHook?: (run: (pragma: string) => unknown) => void,
+    syncHook?: (sync: () => Promise<void>) => Promise<void>,
   ) {
     // Create the file ourselves so it is 0600 from the start; SQLite gives -wal and -shm the
     // mode of the database file.
@@ -59,7 +60,8 @@ export class SqliteDb {
     this.#beforeAuditAppend = beforeAuditAppend;
     const translate = (error: unknown) => storageError(error) ?? translateError(error);
     this.#wal = new WalSync(path);
-    this.#gate = new DurabilityGate(() => this.#wal.sync(), translate);
+    const sync = () => this.#wal.sync();
+    this.#gate = new DurabilityGate(syncHook ? () => syncHook(sync) : sync, translate);
     this.#writer = new GroupCommit(this.#db, this.#gate, translate);
     try {
       this.#db.pragma("journal_mode = WAL");

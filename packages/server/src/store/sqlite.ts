@@ -86,6 +86,8 @@ export interface SqliteStoreOptions {
    * connection (`max_page_count` for a full disk, `query_only` for a read-only one).
    */
   readonly pragmaHook?: (run: (pragma: string) => unknown) => void;
+  /** Test-only fault injection: wraps the fsync of the WAL (wal-sync.ts), to fail it. */
+  readonly syncHook?: (sync: () => Promise<void>) => Promise<void>;
 }
 
 /** Opens the SQLite store, creating the file and applying pending migrations. */
@@ -107,7 +109,12 @@ class SqliteStore implements Store {
   readonly #db: SqliteDb;
 
   constructor(options: SqliteStoreOptions) {
-    this.#db = new SqliteDb(options.path, options.beforeAuditAppend, options.pragmaHook);
+    this.#db = new SqliteDb(
+      options.path,
+      options.beforeAuditAppend,
+      options.pragmaHook,
+      options.syncHook,
+    );
   }
 
   async getVault(): Promise<VaultRecord | null> {

@@ -12,6 +12,9 @@
  */
 import { isKeyholeError, KeyholeError } from "@keyhole/core";
 
+/** The code of a failed fsync of the WAL: SQLite's own, which wal-sync.ts gives its errors. */
+export const SYNC_FAILED_CODE = "SQLITE_IOERR_FSYNC";
+
 /** What the client is told to wait before retrying a write that failed for lack of storage. */
 export const STORAGE_RETRY_AFTER_SECONDS = 5;
 

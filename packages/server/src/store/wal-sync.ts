@@ -16,6 +16,7 @@
  */
 import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { SYNC_FAILED_CODE } from "./storage-errors.js";
 
 /** Syncs the write-ahead log of the database at `dbPath`. */
 export class WalSync {
@@ -66,7 +67,7 @@ export class WalSync {
 
 function syncFailed(cause: unknown): Error {
   return Object.assign(new Error("the write-ahead log could not be synced", { cause }), {
-    code: "SQLITE_IOERR_FSYNC",
+    code: SYNC_FAILED_CODE,
   });
 }
 

@@ -63,6 +63,8 @@ export interface TestServerOptions {
   readonly dataDir?: string;
   /** Wraps the store (to delay or observe operations). */
   readonly wrapStore?: (store: Store) => Store;
+  /** Wraps the store's fsync of its WAL (to fail it). */
+  readonly syncHook?: (sync: () => Promise<void>) => Promise<void>;
   /** `ServerOptions.allowMissingRevocations`. */
   readonly allowMissingRevocations?: boolean;
   /** `ServerOptions.metrics`. */
@@ -106,6 +108,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
           ...(options.internals?.storagePragma === undefined
             ? {}
             : { pragmaHook: options.internals.storagePragma }),
+          ...(options.syncHook === undefined ? {} : { syncHook: options.syncHook }),
         });
         return options.wrapStore ? options.wrapStore(store) : store;
       },
