@@ -57,6 +57,13 @@ export async function backupDatabase(dataDir: string, target: string): Promise<v
   const db = new Database(files.db, { readonly: true, fileMustExist: true });
   try {
     await db.backup(target);
+    // A running server answers a write only after its fsync, but publishes the commit before
+    // it: the copy may hold a commit the source has not yet made durable. Sync the source's
+    // files now, so a power cut cannot leave the copy with entries the live log lost (two
+    // chains with the same sequence numbers).
+    for (const source of [`${files.db}-wal`, files.db]) {
+      if (existsSync(source)) fsyncFile(source);
+    }
   } catch (error) {
     rmSync(target, { force: true });
     throw error;

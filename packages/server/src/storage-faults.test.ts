@@ -67,6 +67,17 @@ function assertStorageRefusal(res: HttpResult, what: string): void {
   assert.equal(res.headers["retry-after"], "5", what);
 }
 
+/**
+ * The answer after a failed fsync: `storage_unavailable` that promises nothing (the write may be
+ * kept, and no retry will succeed before a restart), so no `Retry-After`.
+ */
+function assertSyncFailure(res: HttpResult, what: string): void {
+  assert.equal(res.status, 503, `${what}: ${res.status} ${res.text}`);
+  assert.equal(errorCode(res), "storage_unavailable", what);
+  assert.match(res.text, /outcome is unknown/, what);
+  assert.equal(res.headers["retry-after"], undefined, what);
+}
+
 function get(t: TestServer, path: string): Promise<HttpResult> {
   return call(t.url, { method: "GET", path });
 }
@@ -291,13 +302,13 @@ describe("storage faults", () => {
       assert.equal((await putSecret(owner, "before", canary())).status, 201);
       const agent = await owner.createAgent("reader", ["before"]);
       fault.fail = true;
-      assertStorageRefusal(await putSecret(owner, "lost", canary()), "the write whose sync failed");
+      assertSyncFailure(await putSecret(owner, "lost", canary()), "the write whose sync failed");
       // The fault is gone, but the pages the kernel failed to write may be gone with it: nothing
       // from this connection is trusted again, reads included.
       fault.fail = false;
-      assertStorageRefusal(await putSecret(owner, "after", canary()), "a later write");
-      assertStorageRefusal(await agentGet(t.url, agent, "/v1/agent/secrets/before"), "agent read");
-      assertStorageRefusal(await owner.request("GET", "/v1/owner/secrets"), "owner listing");
+      assertSyncFailure(await putSecret(owner, "after", canary()), "a later write");
+      assertSyncFailure(await agentGet(t.url, agent, "/v1/agent/secrets/before"), "agent read");
+      assertSyncFailure(await owner.request("GET", "/v1/owner/secrets"), "owner listing");
       t.clock.advance(STORAGE_NOT_READY_MS * 2);
       const ready = await get(t, "/readyz");
       assert.equal(ready.status, 503, "not ready, however long it waits");

@@ -6,9 +6,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { isKeyholeError } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { DurabilityGate } from "./durability-gate.js";
-import { GroupCommit } from "./group-commit.js";
+import { GroupCommit, MAX_UNSYNCED } from "./group-commit.js";
 
 /** A sync that finishes only when the test says so. */
 class ManualSync {
@@ -126,5 +127,52 @@ describe("durability gate", () => {
     assert.equal(await settled(drained), false);
     manual.finish();
     await drained;
+  });
+
+  it("sheds writes with 503 unavailable once MAX_UNSYNCED wait for a stalled fsync", async () => {
+    const manual = new ManualSync();
+    const gate = new DurabilityGate(manual.sync, (error) => error);
+    const writer = new GroupCommit(db, gate, (error) => error);
+    const accepted = Array.from({ length: MAX_UNSYNCED }, (_, i) => writer.run(insert(1000 + i)));
+    const refused = writer.run(insert(5000));
+    await assert.rejects(refused, (error: unknown) => {
+      assert.ok(isKeyholeError(error));
+      assert.equal(error.code, "unavailable");
+      return true;
+    });
+    // The disk comes back: finish each sync as it is asked for until every write is answered.
+    const all = Promise.all(accepted);
+    while (!(await settled(all))) {
+      if (manual.pending.length > 0) manual.finish();
+    }
+    assert.equal((await all).length, MAX_UNSYNCED);
+    const later = writer.run(insert(5001));
+    await settled(later);
+    manual.finish();
+    assert.equal(await later, 1, "accepted again once the backlog is synced");
+  });
+
+  it("a sync that throws at once fails the gate instead of wedging it", async () => {
+    const gate = new DurabilityGate(
+      () => {
+        throw new Error("thrown, not rejected");
+      },
+      () => new Error("storage_unavailable"),
+    );
+    const writer = new GroupCommit(db, gate, (error) => error);
+    await assert.rejects(writer.run(insert(6000)), /storage_unavailable/);
+    await writer.drained();
+  });
+
+  it("refuses writes after close(), and still runs the queued ones", async () => {
+    const gate = new DurabilityGate(
+      () => Promise.resolve(),
+      (error) => error,
+    );
+    const writer = new GroupCommit(db, gate, (error) => error);
+    const queued = writer.run(insert(7000));
+    writer.close();
+    await assert.rejects(writer.run(insert(7001)), /closing/);
+    assert.equal(await queued, 1);
   });
 });

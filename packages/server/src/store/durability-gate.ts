@@ -84,18 +84,21 @@ export class DurabilityGate {
     this.#syncing = true;
     this.#syncs += 1;
     const target = this.#committed;
-    this.#sync().then(
-      () => {
-        this.#syncing = false;
-        this.#durable = target;
-        this.#release();
-        this.#startSync();
-      },
-      (error: unknown) => {
-        this.#syncing = false;
-        this.#fail(error);
-      },
-    );
+    // Through a promise, so a sync function that throws fails the gate instead of wedging it.
+    Promise.resolve()
+      .then(this.#sync)
+      .then(
+        () => {
+          this.#syncing = false;
+          this.#durable = target;
+          this.#release();
+          this.#startSync();
+        },
+        (error: unknown) => {
+          this.#syncing = false;
+          this.#fail(error);
+        },
+      );
   }
 
   #release(): void {

@@ -18,11 +18,19 @@
  * an operation sees the entries of those before it in the batch, and a rolled-back one leaves
  * no entry for a later one to have chained onto.
  */
+import { KeyholeError } from "@keyhole/core";
 import type Database from "better-sqlite3";
 import type { DurabilityGate } from "./durability-gate.js";
 
 /** At most this many operations share one commit (bounds a batch's latency and its memory). */
 export const MAX_BATCH = 256;
+
+/**
+ * At most this many operations queued or committed and waiting for their fsync; more are refused
+ * with a 503. A disk that stops confirming writes (a stalled fsync) then sheds new work instead
+ * of piling it up in memory while the event loop, unlike with a synchronous fsync, stays free.
+ */
+export const MAX_UNSYNCED = 4 * MAX_BATCH;
 
 interface Pending {
   readonly fn: () => unknown;
@@ -39,6 +47,9 @@ export class GroupCommit {
   readonly #control: TransactionControl;
   #queue: Pending[] = [];
   #scheduled = false;
+  /** Operations committed (or failed in a committed batch) whose answers wait for the fsync. */
+  #unsynced = 0;
+  #closed = false;
   #commits = 0;
   #operations = 0;
   /** Whoever waits (close) for the queue to empty with no batch due. */
@@ -68,6 +79,16 @@ export class GroupCommit {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.#closed) {
+      return Promise.reject(new KeyholeError("unavailable", "the store is closing"));
+    }
+    if (this.#queue.length + this.#unsynced >= MAX_UNSYNCED) {
+      return Promise.reject(
+        new KeyholeError("unavailable", "the disk is slow to confirm writes; retry shortly", {
+          retryAfterSeconds: 1,
+        }),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       this.#schedule();
@@ -77,6 +98,11 @@ export class GroupCommit {
   /** Batches committed, operations run and fsyncs made so far: operations ÷ syncs is the saving. */
   get stats(): { readonly commits: number; readonly operations: number; readonly syncs: number } {
     return { commits: this.#commits, operations: this.#operations, syncs: this.#gate.syncs };
+  }
+
+  /** Refuses every later write (shutdown); what is queued still runs. */
+  close(): void {
+    this.#closed = true;
   }
 
   /** Resolves once every queued operation has been committed, and synced, or rejected. */
@@ -115,9 +141,17 @@ export class GroupCommit {
     if (commit === null) {
       answer(); // nothing of the batch was kept: nothing to wait for
     } else {
-      this.#gate.whenDurable(commit).then(answer, (error: unknown) => {
-        for (const op of batch) op.reject(error);
-      });
+      this.#unsynced += batch.length;
+      this.#gate.whenDurable(commit).then(
+        () => {
+          this.#unsynced -= batch.length;
+          answer();
+        },
+        (error: unknown) => {
+          this.#unsynced -= batch.length;
+          for (const op of batch) op.reject(error);
+        },
+      );
     }
     this.#afterBatch();
   }

@@ -64,7 +64,10 @@ export class SqliteDb {
     this.#gate = new DurabilityGate(syncHook ? () => syncHook(sync) : sync, translate);
     this.#writer = new GroupCommit(this.#db, this.#gate, translate);
     try {
-      this.#db.pragma("journal_mode = WAL");
+      // Everything below (the fsync of the WAL file, the durability gate) assumes WAL mode.
+      if (this.#db.pragma("journal_mode = WAL", { simple: true }) !== "wal") {
+        throw new KeyholeError("config_error", "the database cannot use a write-ahead log");
+      }
       // NORMAL: a COMMIT does not fsync the WAL itself; the durability gate does, off the event
       // loop, and holds every answer until the commit it depends on is on disk. Together that is
       // FULL's promise (an acknowledged write survives kill -9 and power loss) without stopping
@@ -76,6 +79,7 @@ export class SqliteDb {
       this.#db.pragma("secure_delete = ON");
       this.#db.pragma("busy_timeout = 5000");
       this.#migrate();
+      this.#checkpointAtStart();
       // Test-only: fault injection on this very connection (max_page_count, query_only).
       pragmaHook?.((pragma) => this.#db.pragma(pragma));
     } catch (error) {
@@ -86,6 +90,11 @@ export class SqliteDb {
 
   get open(): boolean {
     return this.#db.open;
+  }
+
+  /** Refuses every later write (shutdown); queued ones still run. */
+  stopWrites(): void {
+    this.#writer.close();
   }
 
   /** Closes the connection. Only after `writesDone()`: a sync may still be running before it. */
@@ -120,9 +129,11 @@ export class SqliteDb {
 
   /**
    * Runs a read whose result decides what the server does but is never sent as it is (the token
-   * lookup of authentication), without waiting for the commits it could see to be synced. Safe
-   * because every request it lets through is answered after a write of its own (whose sync
-   * covers every earlier commit) or after a `read`; a refusal it causes only fails closed.
+   * lookup of authentication), without waiting for the commits it could see to be synced. A
+   * request it admits is answered with data only after a write of its own (whose sync covers
+   * every earlier commit) or a `read`. What it can reveal early is only whether a token works in
+   * a commit not yet on disk, by refusing it (a 401 for a revoke that a power cut could undo):
+   * it fails closed.
    */
   readUnsynced<T>(fn: () => T): T {
     this.#gate.check();
@@ -312,6 +323,18 @@ export class SqliteDb {
       throw new KeyholeError("unauthenticated");
     }
     return row;
+  }
+
+  /**
+   * Copies the WAL into the database file and fsyncs it, before anything is served. Commits a
+   * killed predecessor published, and the migrations just run, are then on disk; so are WAL
+   * pages whose fsync failed before a restart (after an fsync error Linux keeps them in the page
+   * cache marked clean, and a later fsync of the WAL would not write them again: a checkpoint
+   * writes them to the database file anew). Best effort when another connection (an online
+   * backup) holds back part of the WAL.
+   */
+  #checkpointAtStart(): void {
+    this.#db.pragma("wal_checkpoint(TRUNCATE)");
   }
 
   #migrate(): void {

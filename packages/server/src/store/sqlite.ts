@@ -1,7 +1,8 @@
 /**
- * The SQLite adapter of `Store` (better-sqlite3): one file, WAL, `synchronous=FULL` so an
- * acknowledged write survives `kill -9`, foreign keys on, and every operation in one
- * `BEGIN IMMEDIATE` transaction, audit entry included. better-sqlite3 is synchronous; the async
+ * The SQLite adapter of `Store` (better-sqlite3): one file, WAL, every answer held until the
+ * commits it depends on are fsynced (sqlite-db.ts, durability-gate.ts) so an acknowledged write
+ * survives `kill -9` and power loss, foreign keys on, and every operation in one
+ * `BEGIN IMMEDIATE` transaction (shared by one event-loop turn's writes), audit entry included. better-sqlite3 is synchronous; the async
  * interface is what a network database (the PostgreSQL sibling) needs, and costs nothing here.
  */
 import { AUDIT_GENESIS, type AuditFields } from "@keyhole/core";
@@ -407,6 +408,8 @@ class SqliteStore implements Store {
 
   async close(): Promise<void> {
     // Writes already queued are committed (and answered) first: nothing acknowledged is lost.
+    // A later one (a handler outliving shutdown) is refused, so no sync runs after this wait.
+    this.#db.stopWrites();
     await this.#db.writesDone();
     this.#db.close();
   }

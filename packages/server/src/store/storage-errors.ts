@@ -42,7 +42,15 @@ export function storageError(error: unknown): KeyholeError | null {
   const code = sqliteCode(error);
   if (code === null) return null;
   let mapped: KeyholeError;
-  if (STORAGE_FAULT.test(code)) {
+  if (code === SYNC_FAILED_CODE) {
+    // The commit was already visible when its fsync failed: it may or may not be kept, and
+    // nothing is stored again until a restart. So no "retry after", and no "nothing changed".
+    mapped = new KeyholeError(
+      "storage_unavailable",
+      "the server's disk failed to confirm a write: its outcome is unknown, and the server " +
+        "stores nothing more until it is restarted; re-read before retrying",
+    );
+  } else if (STORAGE_FAULT.test(code)) {
     mapped = new KeyholeError("storage_unavailable", undefined, {
       retryAfterSeconds: STORAGE_RETRY_AFTER_SECONDS,
     });
