@@ -14,14 +14,16 @@
 // Output is deterministic, so `--check` can prove the files came from this script. Every input is
 // SHA-256 of a fixed label (see `fixed`). The two sources of randomness in the real code are made
 // deterministic here, and only here: WebCrypto's getRandomValues (the DEK, dek id and nonce of
-// `sealValue`) draws from a SHA-256 counter stream, and each HPKE sender context gets fixed
-// ephemeral key material (`ekm`, the test hook of @hpke/core), recorded next to each wrap.
+// `sealValue`) draws from a SHA-256 counter stream, and each wrap's HPKE ephemeral key is derived
+// (RFC 9180 DeriveKeyPair) from 32 bytes of that stream, recorded next to each wrap as
+// `ephemeral_ikm` and sealed with `hpkeSealWithEphemeralIkmForTesting`, the test-only seal of
+// dist/hpke.js.
 // Signatures need no help: Ed25519 is deterministic (RFC 8032 §5.1.6).
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CipherSuite } from "@hpke/core";
+import { hpkeSealWithEphemeralIkmForTesting } from "../dist/hpke.js";
 import * as core from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -51,18 +53,41 @@ globalThis.crypto.getRandomValues = (array) => {
   return array;
 };
 
-// Fixed HPKE ephemeral key material, one per wrap, in the order the wraps are made.
-const ephemerals = [];
-const createSenderContext = CipherSuite.prototype.createSenderContext;
-CipherSuite.prototype.createSenderContext = function (params) {
-  const ekm = drbg(32);
-  ephemerals.push(ekm);
-  return createSenderContext.call(this, { ...params, ekm: ekm.slice().buffer });
-};
-
+// A KHW1 whose HPKE ephemeral key comes from the next 32 bytes of the stream (the ikmE of
+// DeriveKeyPair, as the real seal's one random draw would be), laid out as `wrapDek` lays it out.
+const WRAP_INFO = core.utf8("keyhole/v1/dek-wrap");
 async function wrapWithEphemeral(ref, dekId, dek, recipient) {
-  const wrap = await core.wrapDek(ref, dekId, dek, recipient);
-  return { wrap, ephemeralIkm: ephemerals.at(-1) };
+  const ephemeralIkm = drbg(32);
+  const aad = core.encodeWrapAad(ref, dekId, recipient);
+  const { enc, ciphertext } = await hpkeSealWithEphemeralIkmForTesting(
+    recipient.publicKey,
+    WRAP_INFO,
+    aad,
+    dek,
+    ephemeralIkm,
+  );
+  const wrap = core.concatBytes(
+    core.WRAP_MAGIC,
+    Uint8Array.of(core.SUITE_V1),
+    await core.fingerprint(recipient.publicKey),
+    enc,
+    ciphertext,
+  );
+  // `wrapDek` itself, given the same 32 bytes as its random draw, must make the same bytes: the
+  // layout above is not allowed to drift from the real one.
+  const getRandomValues = globalThis.crypto.getRandomValues;
+  globalThis.crypto.getRandomValues = (array) => {
+    if (array.length !== ephemeralIkm.length) throw new Error("wrapDek drew an unexpected length");
+    array.set(ephemeralIkm);
+    return array;
+  };
+  try {
+    const real = await core.wrapDek(ref, dekId, dek, recipient);
+    if (!core.equalBytes(real, wrap)) throw new Error("wrapDek and the generator's KHW1 differ");
+  } finally {
+    globalThis.crypto.getRandomValues = getRandomValues;
+  }
+  return { wrap, ephemeralIkm };
 }
 
 async function buildPositive() {

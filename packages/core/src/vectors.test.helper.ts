@@ -1,11 +1,12 @@
 /**
  * Loading and independent re-computation for the golden vectors (vectors.test.ts,
  * vectors-negative.test.ts): the shape of test/vectors/v1*.json, and references for each
- * primitive built on node:crypto and @hpke/core rather than on this package's own code.
+ * primitive built on node:crypto rather than on this package's own code (HPKE through the
+ * node:crypto implementation in hpke-reference.test.helper.ts).
  */
 import { createHash, createHmac, createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
+import { referenceSeal } from "./hpke-reference.test.helper.js";
 import {
   type AuditEntryView,
   type AuditFields,
@@ -156,7 +157,7 @@ export const h = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 
 export const nodeSha256 = (data: Uint8Array): Uint8Array =>
   new Uint8Array(createHash("sha256").update(data).digest());
 
-// Independent references, built on node:crypto and @hpke/core only.
+// Independent references, built on node:crypto only.
 
 export function nodeEd25519(seed: Uint8Array) {
   const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
@@ -183,30 +184,17 @@ export function rfc9180DerivePublicKey(ikm: Uint8Array): Uint8Array {
   return new Uint8Array(spki.subarray(spki.length - 32));
 }
 
-const hpke = new CipherSuite({
-  kem: new DhkemX25519HkdfSha256(),
-  kdf: new HkdfSha256(),
-  aead: new Aes256Gcm(),
-});
-
-/** Rebuilds a KHW1 from its parts with @hpke/core directly, using the recorded ephemeral. */
-export async function rebuildWrap(vector: WrapVector, dek: Uint8Array): Promise<Uint8Array> {
+/** Rebuilds a KHW1 from its parts with the node:crypto HPKE, using the recorded ephemeral. */
+export function rebuildWrap(vector: WrapVector, dek: Uint8Array): Uint8Array {
   const pk = h(vector.recipient_pk);
-  const sender = await hpke.createSenderContext({
-    recipientPublicKey: await hpke.kem.deserializePublicKey(new Uint8Array(pk).buffer),
-    info: new Uint8Array(utf8("keyhole/v1/dek-wrap")).buffer,
-    ekm: new Uint8Array(h(vector.ephemeral_ikm)).buffer,
-  });
-  const ct = new Uint8Array(
-    await sender.seal(new Uint8Array(dek).buffer, new Uint8Array(h(vector.aad)).buffer),
+  const { enc, ct } = referenceSeal(
+    pk,
+    utf8("keyhole/v1/dek-wrap"),
+    h(vector.aad),
+    dek,
+    h(vector.ephemeral_ikm),
   );
-  return concatBytes(
-    utf8("KHW1"),
-    Uint8Array.of(0x01),
-    nodeSha256(pk).subarray(0, 16),
-    new Uint8Array(sender.enc),
-    ct,
-  );
+  return concatBytes(utf8("KHW1"), Uint8Array.of(0x01), nodeSha256(pk).subarray(0, 16), enc, ct);
 }
 
 export const lpRef = (data: Uint8Array | string): Uint8Array => {

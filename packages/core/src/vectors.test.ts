@@ -2,8 +2,9 @@
  * The frozen golden vectors of our own formats (test/vectors/v1.json, made by
  * scripts/generate-vectors.mjs). Every release must still open and verify them, and must rebuild
  * every deterministic part byte for byte. Where a part can be recomputed without this package,
- * it is: AES-GCM, HKDF, SHA-256 and Ed25519 with node:crypto, the HPKE wrap with @hpke/core and a
- * fixed ephemeral, the X25519 key derivation by hand from RFC 9180 §7.1.3.
+ * it is: AES-GCM, HKDF, SHA-256 and Ed25519 with node:crypto, the HPKE wrap with the recorded
+ * ephemeral through the node:crypto HPKE of hpke-reference.test.helper.ts, the X25519 key
+ * derivation by hand from RFC 9180 §7.1.3.
  */
 import assert from "node:assert/strict";
 import {

@@ -8,7 +8,7 @@
  * test checks, by holding on to them and reading them after `use()` settles. Copies made inside
  * OpenSSL or the kernel are out of reach of both.
  *
- * The DEK is observed without touching product code: core's AES-GCM open and @hpke/core's both
+ * The DEK is observed without touching product code: core's AES-GCM open and its HPKE open both
  * call `globalThis.crypto.subtle.decrypt`, and the DEK (HPKE-opened) and the plaintext
  * (AES-GCM-opened) are views over the very ArrayBuffers that call resolves with. The test wraps
  * that method for the duration of one call, keeps the buffers, and checks them afterwards.

@@ -6,7 +6,7 @@
  */
 import { open } from "node:fs/promises";
 import http from "node:http";
-import https from "node:https";
+import type https from "node:https";
 import { type AgentToken, KeyholeError, parseToken, zeroize } from "@keyhole/core";
 import { malformedAnswer, networkError, timeoutError } from "./errors.js";
 import { concatChunks, type HttpResponse, MAX_RESPONSE_BYTES, type Transport } from "./http.js";
@@ -61,22 +61,38 @@ export async function readTokenFile(path: string): Promise<AgentToken> {
 
 const TOKEN_FILE_INVALID = "the token file does not hold a valid agent token";
 
+/** What a request needs from `node:http` or `node:https`: its `request` and a keep-alive agent. */
+interface HttpClient {
+  readonly request: typeof http.request;
+  readonly agent: http.Agent;
+}
+
+const AGENT_OPTIONS = { keepAlive: true, maxSockets: 16 };
+
 /**
  * A transport over `node:http` / `node:https` with keep-alive agents, so a run of `get` calls
  * reuses one connection. Idle sockets are unref'd by Node's agent and do not hold the process
  * open; `close()` destroys them.
+ *
+ * `node:https` is loaded on the first https:// request only: it pulls in `node:tls` and all of
+ * `node:crypto` (about 3 ms of a cold start), which an agent talking to a loopback http://
+ * address never uses.
  */
 export function createNodeTransport(): Transport {
-  const agents = {
-    "http:": new http.Agent({ keepAlive: true, maxSockets: 16 }),
-    "https:": new https.Agent({ keepAlive: true, maxSockets: 16 }),
+  const plain: HttpClient = { request: http.request, agent: new http.Agent(AGENT_OPTIONS) };
+  let secure: Promise<HttpClient> | undefined;
+  const loadSecure = (): Promise<HttpClient> => {
+    secure ??= import("node:https").then(({ default: httpsModule }: { default: typeof https }) => ({
+      request: httpsModule.request,
+      agent: new httpsModule.Agent(AGENT_OPTIONS),
+    }));
+    return secure;
   };
   return {
-    request({ url, headers, timeoutMs }) {
+    async request({ url, headers, timeoutMs }) {
       const target = new URL(url);
       const origin = target.origin;
-      const protocol = target.protocol === "https:" ? "https:" : "http:";
-      const request = protocol === "https:" ? https.request : http.request;
+      const client = target.protocol === "https:" ? await loadSecure() : plain;
       return new Promise<HttpResponse>((resolve, reject) => {
         let settled = false;
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -119,7 +135,7 @@ export function createNodeTransport(): Transport {
           });
         };
         try {
-          req = request(target, { method: "GET", headers, agent: agents[protocol] }, onResponse);
+          req = client.request(target, { method: "GET", headers, agent: client.agent }, onResponse);
         } catch {
           // Only invalid options throw here; Node's message could quote a header, so drop it.
           finish(networkError(origin));
@@ -131,8 +147,8 @@ export function createNodeTransport(): Transport {
       });
     },
     close() {
-      agents["http:"].destroy();
-      agents["https:"].destroy();
+      plain.agent.destroy();
+      secure?.then((client) => client.agent.destroy()).catch(() => {});
     },
   };
 }

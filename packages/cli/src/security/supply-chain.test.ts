@@ -142,13 +142,10 @@ function productionTree(workspace: string): Set<string> {
   return seen;
 }
 
-test("the SDK's production tree is @keyhole/core → @hpke/core → @hpke/common, as the README says", () => {
-  assert.deepEqual([...productionTree("sdk")].sort(), [
-    "@hpke/common",
-    "@hpke/core",
-    "@keyhole/core",
-  ]);
-  assert.match(read("README.md"), /`@keyhole\/sdk → @keyhole\/core → @hpke\/core → @hpke\/common`/);
+test("the SDK's production tree is @keyhole/core alone, which has none, as the README says", () => {
+  assert.deepEqual([...productionTree("sdk")], ["@keyhole/core"]);
+  assert.deepEqual([...productionTree("core")], []);
+  assert.match(read("README.md"), /`@keyhole\/sdk → @keyhole\/core`/);
 });
 
 test("every third-party runtime dependency is explained in docs/dependencies.md", () => {
