@@ -102,6 +102,33 @@ describe("audit hash chain", () => {
     );
   });
 
+  it("entries far larger than the reused buffer, then small ones again, encode exactly", () => {
+    const reference = (e: AuditFields) =>
+      concatBytes(
+        lp("keyhole/v1/audit-entry"),
+        u64(e.seq),
+        u64(e.ts),
+        ...[e.requestId, e.actorType, e.actorId, e.action, e.result, e.agentId, e.secretId].map(
+          (t) => lp(t),
+        ),
+        u64(e.secretVersion),
+        ...[e.clientIp, e.userAgent, e.detail].map((t) => lp(t)),
+      );
+    const large: AuditFields[] = [
+      { ...entry, detail: "✓".repeat(1500), userAgent: "😀".repeat(400) },
+      { ...entry, requestId: "r".repeat(5000), detail: `${"x".repeat(3000)}é` },
+      { ...entry, action: "\ud800".repeat(2000), clientIp: "€".repeat(6000) },
+      entry,
+    ];
+    for (const e of [...large, ...large.reverse()]) {
+      assert.deepEqual(encodeAuditEntry(e), reference(e));
+      assert.deepEqual(
+        auditLeaf(e, sha256Sync),
+        sha256Sync(concatBytes(Uint8Array.of(0), lp(reference(e)))),
+      );
+    }
+  });
+
   it("leaf = SHA-256(0x00 ‖ LP(entry)) and entry_hash = SHA-256(previous ‖ leaf), from 32 zero bytes", () => {
     assert.deepEqual(AUDIT_GENESIS, new Uint8Array(32));
     const leaf = sha256Sync(concatBytes(Uint8Array.of(0), lp(encodeAuditEntry(entry))));

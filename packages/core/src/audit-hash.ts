@@ -43,54 +43,90 @@ export interface AuditFields {
 
 /** The canonical entry bytes: a fixed order of length-prefixed fields. */
 export function encodeAuditEntry(entry: AuditFields): Uint8Array {
-  return writeAuditEntry(entry, 0);
+  // Written first: the write may replace `scratch` with a larger buffer.
+  const end = writeAuditEntry(entry, 0);
+  return scratch.slice(0, end);
 }
 
 const ENTRY_LABEL = utf8("keyhole/v1/audit-entry");
+const encoder = new TextEncoder();
 
 /**
- * The canonical entry bytes, written into one buffer after `headroom` bytes left free for the
- * caller (the leaf's `0x00 ‖ u32 length`): the same bytes as the `lp`/`u64`/`concatBytes` form
- * of FORMATS.md (tested against it), without the dozens of small arrays and copies, since every
- * audited request and every entry of `audit verify` goes through here (docs/performance.md).
+ * One buffer reused for every entry (grown when an entry needs more), and `previous ‖ leaf`:
+ * every audited request and every entry of `audit verify` goes through here, and the bytes only
+ * live until the synchronous `Sha256Sync` call that reads them (docs/performance.md).
  */
-function writeAuditEntry(entry: AuditFields, headroom: number): Uint8Array {
-  const texts = [
-    entry.requestId,
-    entry.actorType,
-    entry.actorId,
-    entry.action,
-    entry.result,
-    entry.agentId,
-    entry.secretId,
-    entry.clientIp,
-    entry.userAgent,
-    entry.detail,
-  ].map(utf8);
-  let size = headroom + 4 + ENTRY_LABEL.length + 3 * 8;
-  for (const text of texts) size += 4 + text.length;
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  let at = headroom;
-  const putBytes = (bytes: Uint8Array) => {
-    view.setUint32(at, bytes.length, false);
-    out.set(bytes, at + 4);
-    at += 4 + bytes.length;
-  };
-  const putU64 = (n: number) => {
-    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError("u64 out of range");
-    // A safe integer is below 2^53: the high word is n / 2^32, exactly.
-    view.setUint32(at, Math.floor(n / 2 ** 32), false);
-    view.setUint32(at + 4, n >>> 0, false);
-    at += 8;
-  };
-  putBytes(ENTRY_LABEL);
-  putU64(entry.seq);
-  putU64(entry.ts);
-  for (const text of texts.slice(0, 7)) putBytes(text);
-  putU64(entry.secretVersion);
-  for (const text of texts.slice(7)) putBytes(text);
-  return headroom === 0 ? out : out.subarray(headroom);
+let scratch = new Uint8Array(1024);
+let scratchView = new DataView(scratch.buffer);
+const pair = new Uint8Array(64);
+
+/** `LP(utf8(text))` at `at`: ASCII byte by byte, the rest by `encodeInto`. Returns the end. */
+function putText(text: string, at: number): number {
+  const out = scratch;
+  const start = at + 4;
+  const length = text.length;
+  let o = start;
+  let i = 0;
+  for (; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) break;
+    out[o++] = code;
+  }
+  // text[i - 1] is ASCII, so i never splits a surrogate pair.
+  if (i < length) o += encoder.encodeInto(text.slice(i), out.subarray(o)).written;
+  scratchView.setUint32(at, o - start, false);
+  return o;
+}
+
+/** `u64(n)` at `at`. Returns the end. */
+function putU64(n: number, at: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError("u64 out of range");
+  // A safe integer is below 2^53: the high word is n / 2^32, exactly.
+  scratchView.setUint32(at, Math.floor(n / 2 ** 32), false);
+  scratchView.setUint32(at + 4, n >>> 0, false);
+  return at + 8;
+}
+
+/**
+ * The canonical entry bytes, written into `scratch` after `headroom` bytes left free for the
+ * caller (the leaf's `0x00 ‖ u32 length`); returns where they end. The same bytes as the
+ * `lp`/`u64`/`concatBytes` form of FORMATS.md (tested against it on random entries).
+ */
+function writeAuditEntry(entry: AuditFields, headroom: number): number {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, grown rarely.
+  const texts =
+    entry.requestId.length +
+    entry.actorType.length +
+    entry.actorId.length +
+    entry.action.length +
+    entry.result.length +
+    entry.agentId.length +
+    entry.secretId.length +
+    entry.clientIp.length +
+    entry.userAgent.length +
+    entry.detail.length;
+  const bound = headroom + 4 + ENTRY_LABEL.length + 3 * 8 + 10 * 4 + 3 * texts;
+  if (bound > scratch.length) {
+    scratch = new Uint8Array(Math.max(bound, 2 * scratch.length));
+    scratchView = new DataView(scratch.buffer);
+  }
+  scratchView.setUint32(headroom, ENTRY_LABEL.length, false);
+  scratch.set(ENTRY_LABEL, headroom + 4);
+  let at = headroom + 4 + ENTRY_LABEL.length;
+  at = putU64(entry.seq, at);
+  at = putU64(entry.ts, at);
+  at = putText(entry.requestId, at);
+  at = putText(entry.actorType, at);
+  at = putText(entry.actorId, at);
+  at = putText(entry.action, at);
+  at = putText(entry.result, at);
+  at = putText(entry.agentId, at);
+  at = putText(entry.secretId, at);
+  at = putU64(entry.secretVersion, at);
+  at = putText(entry.clientIp, at);
+  at = putText(entry.userAgent, at);
+  at = putText(entry.detail, at);
+  return at;
 }
 
 /** The hashed fields of an entry as it travels in JSON (`AuditEntryView`), in canonical order. */
@@ -115,11 +151,10 @@ export function auditFieldsFromView(entry: AuditEntryView): AuditFields {
 /** `leaf = SHA-256(0x00 ‖ LP(canonical entry bytes))`. */
 export function auditLeaf(entry: AuditFields, sha256: Sha256Sync): Uint8Array {
   // 0x00 ‖ LP(entry), written in place in front of the entry bytes.
-  const entryBytes = writeAuditEntry(entry, 5);
-  const leafInput = new Uint8Array(entryBytes.buffer, 0, entryBytes.length + 5);
-  leafInput[0] = 0;
-  new DataView(leafInput.buffer).setUint32(1, entryBytes.length, false);
-  return sha256(leafInput);
+  const end = writeAuditEntry(entry, 5);
+  scratch[0] = 0;
+  scratchView.setUint32(1, end - 5, false);
+  return sha256(scratch.subarray(0, end));
 }
 
 /** `entry_hash[n] = SHA-256(entry_hash[n-1] ‖ leaf[n])`. */
@@ -128,7 +163,11 @@ export function chainAuditHash(
   entry: AuditFields,
   sha256: Sha256Sync,
 ): Uint8Array {
-  return sha256(concatBytes(previous, auditLeaf(entry, sha256)));
+  const leaf = auditLeaf(entry, sha256);
+  if (previous.length !== 32 || leaf.length !== 32) return sha256(concatBytes(previous, leaf));
+  pair.set(previous, 0);
+  pair.set(leaf, 32);
+  return sha256(pair);
 }
 
 /** The bytes the server's audit key signs for a checkpoint of the first `size` entries. */

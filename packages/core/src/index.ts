@@ -5,6 +5,8 @@
 
 export type { AgentKeyStatement } from "./agent-key.js";
 export { encodeAgentKeyMessage, signAgentKey, verifyAgentKey } from "./agent-key.js";
+export type { AuditChainResult, AuditChainStart } from "./audit-chain.js";
+export { AuditChainVerifier } from "./audit-chain.js";
 export type { AuditActorType, AuditFields, Sha256Sync } from "./audit-hash.js";
 export {
   AUDIT_GENESIS,

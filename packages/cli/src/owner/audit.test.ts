@@ -117,6 +117,43 @@ test("a checkpoint head that does not match the entries is refused", async () =>
   assert.equal(decodeBase64url(last.hash).length, 32);
 });
 
+test("a log of several pages is checked page by page, pins in the middle of a page included", async () => {
+  for (let i = 0; i < 2495; i++) f.fake.appendAudit("secret.read");
+  const first = await verify();
+  assert.equal(first.code, 0, first.err);
+  assert.match(first.out, /^audit log ok: 2500 entries chain correctly/);
+  const asked = f.fake.requests
+    .filter((r) => r.path.startsWith("/v1/owner/audit?"))
+    .map((r) => new URL(r.path, "http://x").searchParams);
+  assert.ok(
+    asked.every((q) => q.get("limit") === "1000"),
+    "pages of 1,000",
+  );
+  for (const after of ["0", "1000", "2000"]) assert.ok(asked.some((q) => q.get("after") === after));
+  for (let i = 0; i < 1234; i++) f.fake.appendAudit("secret.read");
+  const second = await verify();
+  assert.equal(second.code, 0, second.err);
+  assert.match(second.out, /3734 entries .*\(previous pin at size 2500 still matches\)/);
+
+  (f.fake.audit[1776] as { detail: string }).detail = "edited";
+  assert.match((await verify()).err, /failed: seq 1777 does not match the hash chain/);
+  (f.fake.audit[1776] as { detail: string }).detail = "";
+  f.fake.audit.splice(2999, 1);
+  f.fake.appendAudit("secret.read");
+  assert.match((await verify()).err, /failed: entry seq 3000 is missing \(next is seq 3001\)/);
+});
+
+test("a history rewritten below a pin that falls inside a page is caught", async () => {
+  for (let i = 0; i < 1495; i++) f.fake.appendAudit("secret.read");
+  assert.equal((await verify()).code, 0);
+  (f.fake.audit[1200] as { result: string }).result = "denied";
+  rechain();
+  f.fake.appendAudit("secret.read");
+  const result = await verify();
+  assert.equal(result.code, 1);
+  assert.match(result.err, /entries up to seq 1500 changed since the pinned checkpoint/);
+});
+
 test("audit lists entries as a table, newest N with --limit, or JSON", async () => {
   const table = await f.cli(["audit"]);
   assert.equal(table.code, 0, table.io.err());

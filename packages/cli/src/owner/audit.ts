@@ -4,17 +4,17 @@
  * pinned at `init`, and checks that the log neither shrank nor changed below the checkpoint this
  * machine pinned last time. Omission of new entries cannot be detected, rewriting can.
  */
-import { createHash } from "node:crypto";
+import * as nodeCrypto from "node:crypto";
 import {
-  AUDIT_GENESIS,
+  type AuditChainResult,
+  AuditChainVerifier,
   type AuditEntryView,
-  auditFieldsFromView,
   type CheckpointView,
-  chainAuditHash,
   encodeBase64url,
   encodeCheckpoint,
   equalBytes,
   KeyholeError,
+  type Sha256Sync,
   verify,
 } from "@keyhole/core";
 import { type AuditPin, updateConfig } from "./config.js";
@@ -31,9 +31,6 @@ export interface AuditFilter {
 
 /** The largest page the API serves. */
 const PAGE = 1000;
-
-/** The first sequence number of a log. */
-const FIRST_SEQ = 1;
 
 function auditQuery(after: number, limit: number, filter: AuditFilter): string {
   const params = new URLSearchParams({ after: String(after), limit: String(limit) });
@@ -67,8 +64,49 @@ export async function fetchAuditPage(
 }
 
 /**
- * Every entry matching `filter` after `after`, page by page. With `keepLast`, only the last
- * that many are kept (the newest), so a long log does not fill memory.
+ * The pages of entries matching `filter` after `after`, in order. The next page is asked for as
+ * soon as one arrives, so the server reads it while the caller checks this one. With `ahead`
+ * above 1 (the whole log, whose pages are full and contiguous), that many are asked for at
+ * once, the later ones guessing the cursor (`after` + a full page); a guess the previous page
+ * does not confirm is dropped and asked again, so no page is used out of its place.
+ */
+export async function* auditPages(
+  session: OwnerSession,
+  filter: AuditFilter,
+  after = 0,
+  ahead = 1,
+): AsyncGenerator<AuditEntryView[], void, undefined> {
+  const inFlight: { after: number; page: ReturnType<typeof fetchAuditPage> }[] = [];
+  const ask = (from: number) => {
+    const page = fetchAuditPage(session, from, PAGE, filter);
+    // Dropped or left behind when the caller stops early: their failures are nobody's concern.
+    page.catch(() => undefined);
+    inFlight.push({ after: from, page });
+  };
+  ask(after);
+  for (;;) {
+    const asked = inFlight.shift();
+    if (asked === undefined || asked.after !== after) throw new KeyholeError("internal");
+    const page = await asked.page;
+    const last = page.entries.at(-1);
+    if (page.next === null || last === undefined) {
+      yield page.entries;
+      return;
+    }
+    const next = Math.max(page.next, last.seq);
+    if (next <= after) {
+      throw new KeyholeError("untrusted_server", "the audit log pages do not advance");
+    }
+    after = next;
+    if (inFlight[0] !== undefined && inFlight[0].after !== after) inFlight.length = 0;
+    while (inFlight.length < ahead) ask((inFlight.at(-1)?.after ?? after - PAGE) + PAGE);
+    yield page.entries;
+  }
+}
+
+/**
+ * Every entry matching `filter` after `after`. With `keepLast`, only the last that many are
+ * kept (the newest), so a long log does not fill memory.
  */
 export async function fetchAudit(
   session: OwnerSession,
@@ -76,25 +114,35 @@ export async function fetchAudit(
   options: { after?: number; keepLast?: number } = {},
 ): Promise<AuditEntryView[]> {
   const kept: AuditEntryView[] = [];
-  let after = options.after ?? 0;
-  for (;;) {
-    const page = await fetchAuditPage(session, after, PAGE, filter);
-    kept.push(...page.entries);
+  for await (const entries of auditPages(session, filter, options.after ?? 0)) {
+    for (const entry of entries) kept.push(entry);
     if (options.keepLast !== undefined && kept.length > options.keepLast) {
       kept.splice(0, kept.length - options.keepLast);
     }
-    const last = page.entries.at(-1);
-    if (page.next === null || last === undefined) return kept;
-    const next = Math.max(page.next, last.seq);
-    if (next <= after)
-      throw new KeyholeError("untrusted_server", "the audit log pages do not advance");
-    after = next;
+  }
+  return kept;
+}
+
+/** `crypto.hash` (Node ≥ 20.12) when it is there and answers bytes, else null. */
+function oneShot(): typeof nodeCrypto.hash | null {
+  try {
+    const probe: unknown = nodeCrypto.hash("sha256", new Uint8Array(0), "buffer");
+    return probe instanceof Uint8Array && probe.length === 32 ? nodeCrypto.hash : null;
+  } catch {
+    return null;
   }
 }
 
-function sha256(data: Uint8Array): Uint8Array {
-  return createHash("sha256").update(data).digest();
-}
+const hash = oneShot();
+
+/**
+ * SHA-256 for the chain, one native call per hash: `crypto.hash` skips the hash object
+ * `createHash` builds, most of the cost on inputs this small (docs/performance.md).
+ */
+const sha256: Sha256Sync =
+  hash !== null
+    ? (data) => hash("sha256", data, "buffer")
+    : (data) => nodeCrypto.createHash("sha256").update(data).digest();
 
 function tampered(message: string): never {
   throw new KeyholeError("untrusted_server", `audit log verification failed: ${message}`);
@@ -107,33 +155,47 @@ export interface AuditVerification {
   readonly previousPin: AuditPin | null;
 }
 
-/**
- * Recomputes the chain over `entries` (all of them, from the first) and returns the head after
- * each prefix size that is asked for. A wrong hash names the first bad seq.
- */
-export function recomputeChain(
-  entries: readonly AuditEntryView[],
-  sizes: readonly number[],
-): Map<number, Uint8Array> {
-  const heads = new Map<number, Uint8Array>();
-  if (sizes.includes(0)) heads.set(0, AUDIT_GENESIS);
-  let head = AUDIT_GENESIS;
-  for (const [index, entry] of entries.entries()) {
-    const expectedSeq = FIRST_SEQ + index;
-    if (entry.seq !== expectedSeq) {
-      tampered(
-        entry.seq > expectedSeq
-          ? `entry seq ${expectedSeq} is missing (next is seq ${entry.seq})`
-          : `entry seq ${entry.seq} is out of order`,
-      );
-    }
-    head = chainAuditHash(head, auditFieldsFromView(entry), sha256);
-    if (!equalBytes(head, bytes(entry.hash))) {
-      tampered(`seq ${entry.seq} does not match the hash chain (edited, removed or reordered)`);
-    }
-    if (sizes.includes(index + 1)) heads.set(index + 1, head);
+/** The line for a chain failure; `found` is the entry at the failing position. */
+function chainFailure(failure: Extract<AuditChainResult, { ok: false }>, found: number): never {
+  if (failure.reason === "sequence_gap") {
+    tampered(
+      found > failure.seq
+        ? `entry seq ${failure.seq} is missing (next is seq ${found})`
+        : `entry seq ${found} is out of order`,
+    );
   }
-  return heads;
+  if (failure.reason === "malformed_entry") tampered(`seq ${failure.seq} is malformed`);
+  tampered(`seq ${failure.seq} does not match the hash chain (edited, removed or reordered)`);
+}
+
+/** Pages asked for at once by `audit verify`: one being read by the server, one queued. */
+const AHEAD = 2;
+
+/** Entries hashed between two turns of the event loop. */
+const CHUNK = 200;
+
+/**
+ * Checks the whole log against the hash chain page by page as the pages arrive, keeping the
+ * heads after the `sizes` asked for. Returns the chain (its size is the number of entries).
+ * A page is hashed in chunks with a turn of the event loop between them: the request for the
+ * next page is signed asynchronously and would otherwise only leave after the whole page, so
+ * the server would wait for the hashing instead of reading its next page meanwhile.
+ */
+export async function verifyAuditChainPages(
+  pages: AsyncIterable<readonly AuditEntryView[]>,
+  sizes: readonly number[],
+): Promise<AuditChainVerifier> {
+  const chain = new AuditChainVerifier(sha256, { keepHeadsAt: sizes });
+  for await (const entries of pages) {
+    for (let from = 0; from < entries.length; from += CHUNK) {
+      if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+      const part = entries.length <= CHUNK ? entries : entries.slice(from, from + CHUNK);
+      const base = chain.size;
+      const result = chain.verify(part);
+      if (!result.ok) chainFailure(result, part[result.seq - base - 1]?.seq ?? result.seq);
+    }
+  }
+  return chain;
 }
 
 /**
@@ -160,21 +222,21 @@ export async function verifyAuditLog(session: OwnerSession): Promise<AuditVerifi
   if (pin !== null && checkpoint.size < pin.size) {
     tampered(`the checkpoint went back from size ${pin.size} to ${checkpoint.size}`);
   }
-  const entries = await fetchAudit(session, {});
   const sizes = pin === null ? [checkpoint.size] : [checkpoint.size, pin.size];
-  const heads = recomputeChain(entries, sizes);
-  if (pin !== null && entries.length < pin.size) {
-    tampered(`the log shrank from ${pin.size} entries (pinned) to ${entries.length}`);
+  const chain = await verifyAuditChainPages(auditPages(session, {}, 0, AHEAD), sizes);
+  const entries = chain.size;
+  if (pin !== null && entries < pin.size) {
+    tampered(`the log shrank from ${pin.size} entries (pinned) to ${entries}`);
   }
-  if (entries.length < checkpoint.size) {
-    tampered(`the log has ${entries.length} entries but its checkpoint covers ${checkpoint.size}`);
+  if (entries < checkpoint.size) {
+    tampered(`the log has ${entries} entries but its checkpoint covers ${checkpoint.size}`);
   }
-  if (!equalBytes(heads.get(checkpoint.size) ?? new Uint8Array(0), head)) {
+  if (!equalBytes(chain.headAt(checkpoint.size) ?? new Uint8Array(0), head)) {
     tampered(`the entries up to seq ${checkpoint.size} do not match the signed checkpoint`);
   }
   if (pin !== null) {
-    const pinnedHead = heads.get(pin.size);
-    if (pinnedHead === undefined || !equalBytes(pinnedHead, bytes(pin.head))) {
+    const pinnedHead = chain.headAt(pin.size);
+    if (pinnedHead === null || !equalBytes(pinnedHead, bytes(pin.head))) {
       tampered(`entries up to seq ${pin.size} changed since the pinned checkpoint`);
     }
   }
@@ -184,5 +246,5 @@ export async function verifyAuditLog(session: OwnerSession): Promise<AuditVerifi
     head: encodeBase64url(head),
   };
   await updateConfig(session.home, (config) => ({ ...config, audit_pin: newPin }));
-  return { entries: entries.length, checkpoint, previousPin: pin };
+  return { entries, checkpoint, previousPin: pin };
 }

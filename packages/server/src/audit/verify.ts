@@ -1,18 +1,18 @@
 /**
- * Verifying the audit log from its API entries: recompute the hash chain with core's
- * `chainAuditHash` and check a server checkpoint signature. A deleted, edited, reordered or
+ * Verifying the audit log from its API entries, for the server's tests and embedders: core's
+ * `AuditChainVerifier` (the one chain check, which `keyhole audit verify` runs too) with the
+ * server's SHA-256, and the check of a checkpoint signature. A deleted, edited, reordered or
  * inserted entry changes every hash after it; a truncated log no longer reaches a pinned
- * checkpoint. Used by the server's tests; `keyhole audit verify` has its own
- * (`packages/cli/src/owner/audit.ts`, `recomputeChain`) over the same core hashing. The two are
- * to become one with the faster entry encoder (docs/performance.md, `audit verify`).
+ * checkpoint.
  */
 import { createPublicKey, verify } from "node:crypto";
 import {
   AUDIT_GENESIS,
+  type AuditChainResult,
+  type AuditChainStart,
+  AuditChainVerifier,
   type AuditEntryView,
-  auditFieldsFromView,
   type CheckpointView,
-  chainAuditHash,
   decodeBase64url,
   encodeCheckpoint,
   equalBytes,
@@ -20,27 +20,7 @@ import {
 } from "@keyhole/core";
 import { sha256Sync } from "./sha256.js";
 
-/** The outcome of a chain verification. */
-export type AuditChainResult =
-  | {
-      readonly ok: true;
-      /** The number of entries through the last one checked (its `seq`). */
-      readonly size: number;
-      /** The chain hash after the last entry checked. */
-      readonly head: Uint8Array;
-    }
-  | {
-      readonly ok: false;
-      /** The `seq` where verification failed (the expected one when a row is missing). */
-      readonly seq: number;
-      readonly reason: "sequence_gap" | "hash_mismatch" | "malformed_entry";
-    };
-
-/** Where a partial chain starts: after `size` entries whose chain hash is `head`. */
-export interface AuditChainStart {
-  readonly size: number;
-  readonly head: Uint8Array;
-}
+export type { AuditChainResult, AuditChainStart };
 
 /**
  * Recomputes the chain over `entries` (in order, `seq` contiguous from `start.size + 1`,
@@ -50,23 +30,7 @@ export function verifyAuditChain(
   entries: readonly AuditEntryView[],
   start: AuditChainStart = { size: 0, head: AUDIT_GENESIS },
 ): AuditChainResult {
-  let head = start.head;
-  let seq = start.size;
-  for (const entry of entries) {
-    seq += 1;
-    if (entry.seq !== seq) return { ok: false, seq, reason: "sequence_gap" };
-    const stored = tryDecodeBase64url(entry.hash);
-    let next: Uint8Array;
-    try {
-      next = chainAuditHash(head, auditFieldsFromView(entry), sha256Sync);
-    } catch {
-      return { ok: false, seq, reason: "malformed_entry" };
-    }
-    if (stored === null || !equalBytes(stored, next))
-      return { ok: false, seq, reason: "hash_mismatch" };
-    head = next;
-  }
-  return { ok: true, size: seq, head };
+  return new AuditChainVerifier(sha256Sync, { start }).verify(entries);
 }
 
 /**
@@ -117,13 +81,18 @@ export function verifyAgainstCheckpoint(
   entries: readonly AuditEntryView[],
   pinned: Pick<CheckpointView, "size" | "head">,
 ): PinnedCheckResult {
-  const prefix = verifyAuditChain(entries.slice(0, pinned.size));
-  if (!prefix.ok) return { ok: false, reason: "chain_broken", seq: prefix.seq };
-  if (prefix.size < pinned.size) return { ok: false, reason: "log_shrank" };
+  const chain = new AuditChainVerifier(sha256Sync, { keepHeadsAt: [pinned.size] });
+  const result = chain.verify(entries);
+  // A break before the pinned size is reported as such; a break after it only if the prefix held.
+  const pinnedHead = chain.headAt(pinned.size);
+  if (!result.ok && pinnedHead === null) {
+    return { ok: false, reason: "chain_broken", seq: result.seq };
+  }
+  if (pinnedHead === null) return { ok: false, reason: "log_shrank" };
   const head = tryDecodeBase64url(pinned.head);
-  if (head === null || !equalBytes(head, prefix.head))
+  if (head === null || !equalBytes(head, pinnedHead)) {
     return { ok: false, reason: "history_rewritten" };
-  const rest = verifyAuditChain(entries.slice(pinned.size), prefix);
-  if (!rest.ok) return { ok: false, reason: "chain_broken", seq: rest.seq };
-  return rest;
+  }
+  if (!result.ok) return { ok: false, reason: "chain_broken", seq: result.seq };
+  return result;
 }
