@@ -146,4 +146,21 @@ describe("GET /metrics", () => {
       assert.equal(text.includes(needle), false, needle);
     }
   });
+  it("counts writes, commits and fsyncs: concurrent fetches share them", async () => {
+    await owner.putSecret("shared", canary());
+    const agent = await owner.createAgent("sharer", ["shared"]);
+    const before = (await scrape(server.url)).samples;
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () => agentGet(server.url, agent, "/v1/agent/secrets/shared")),
+    );
+    assert.ok(answers.every((res) => res.status === 200));
+    const after = (await scrape(server.url)).samples;
+    const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    const writes = delta("keyhole_store_writes_total");
+    assert.ok(writes >= 40, `every audited fetch is a write (${writes})`);
+    assert.ok(delta("keyhole_store_commits_total") >= 1);
+    assert.ok(delta("keyhole_store_fsyncs_total") >= 1, "nothing is answered without an fsync");
+    assert.ok(delta("keyhole_store_fsyncs_total") <= delta("keyhole_store_commits_total"));
+    assert.ok(delta("keyhole_store_commits_total") <= writes);
+  });
 });

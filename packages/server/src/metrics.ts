@@ -12,7 +12,7 @@
 import { KeyholeError } from "@keyhole/core";
 import type { Role, Route } from "./http/router.js";
 import type { Logger } from "./log.js";
-import type { Store } from "./store/store.js";
+import type { Store, WriteStats } from "./store/store.js";
 
 /** Upper bounds of the latency buckets, in seconds. */
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -71,8 +71,8 @@ export class Metrics {
     }
   }
 
-  /** The exposition text, with the audit chain length read at scrape time. */
-  render(auditChainLength: number): string {
+  /** The exposition text, with the audit chain length and write counters read at scrape time. */
+  render(auditChainLength: number, writes: WriteStats | null = null): string {
     const out: string[] = [];
     out.push(
       "# HELP keyhole_http_requests_total Requests answered, by route pattern and status class.",
@@ -114,6 +114,25 @@ export class Metrics {
       "# TYPE keyhole_audit_chain_length gauge",
       `keyhole_audit_chain_length ${auditChainLength}`,
     );
+    if (writes !== null) {
+      // Group commit: many writes per commit, and one fsync for the commits made while the one
+      // before it ran (store/durability-gate.ts). fsyncs ÷ writes is the fsync cost per write.
+      for (const [name, help, value] of [
+        [
+          "keyhole_store_writes_total",
+          "Write operations (each audited request is one).",
+          writes.operations,
+        ],
+        [
+          "keyhole_store_commits_total",
+          "Transactions committed (a batch of writes each).",
+          writes.commits,
+        ],
+        ["keyhole_store_fsyncs_total", "fsyncs of the write-ahead log.", writes.syncs],
+      ] as const) {
+        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
+      }
+    }
     return `${out.join("\n")}\n`;
   }
 }
@@ -121,7 +140,7 @@ export class Metrics {
 /** What the metrics route uses. */
 export interface MetricsDeps {
   readonly metrics: Metrics;
-  readonly store: Pick<Store, "auditHead">;
+  readonly store: Pick<Store, "auditHead" | "writeStats">;
   readonly logger: Pick<Logger, "unexpected">;
 }
 
@@ -139,7 +158,7 @@ export function metricsRoute(deps: MetricsDeps): Route {
         deps.logger.unexpected("metrics: store not answering", error, ctx.requestId);
         throw new KeyholeError("unavailable");
       }
-      const text = deps.metrics.render(length);
+      const text = deps.metrics.render(length, deps.store.writeStats());
       return { status: 200, body: new TextBody("text/plain; version=0.0.4; charset=utf-8", text) };
     },
   };

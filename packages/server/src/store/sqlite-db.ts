@@ -153,6 +153,11 @@ export class SqliteDb {
     return this.#writer.run(fn);
   }
 
+  /** Write operations, commits and fsyncs so far. */
+  writeStats(): { operations: number; commits: number; syncs: number } {
+    return this.#writer.stats;
+  }
+
   /** Resolves once every write queued so far has committed or failed. */
   writesDone(): Promise<void> {
     return this.#writer.drained();

@@ -71,6 +71,7 @@ import type {
   Store,
   TokenLookup,
   VaultRecord,
+  WriteStats,
 } from "./store.js";
 
 /** How to open the SQLite store. */
@@ -404,6 +405,10 @@ class SqliteStore implements Store {
       const last = this.#db.lastAudit();
       return last ? { size: last.seq, head: bytes(last.hash) } : { size: 0, head: AUDIT_GENESIS };
     });
+  }
+
+  writeStats(): WriteStats {
+    return this.#db.writeStats();
   }
 
   async close(): Promise<void> {

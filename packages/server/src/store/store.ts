@@ -404,6 +404,18 @@ export interface Store {
   appendAudit(draft: AuditDraft): Promise<AuditRecord>;
   listAudit(filter: AuditFilter): Promise<AuditRecord[]>;
   auditHead(): Promise<AuditHead>;
+  /**
+   * Write operations, commits and fsyncs so far (for `/metrics`: fsyncs per write is what group
+   * commit saves under load), or null where the adapter does not count them.
+   */
+  writeStats(): WriteStats | null;
 
   close(): Promise<void>;
+}
+
+/** Counters of a store's writes since it was opened. */
+export interface WriteStats {
+  readonly operations: number;
+  readonly commits: number;
+  readonly syncs: number;
 }
