@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
+import { MAX_BODY_BYTES, MAX_GRANTS_BODY_BYTES } from "./http/body.js";
 import { startTestServer, type TestServer } from "./test-support/harness.js";
 import { call, type HttpResult } from "./test-support/http.js";
 import { canary, TestOwner } from "./test-support/owner.js";
@@ -58,26 +59,47 @@ describe("HTTP handling", () => {
     assertCleanError(await owner.request("GET", "/v1/owner/audit?agent=%E0"), 400, "bad_request");
   });
 
-  it("answers 413 for a declared length over 256 KiB without reading it", async () => {
-    const res = await owner.request("PUT", "/v1/owner/secrets/big", "x".repeat(256 * 1024 + 1));
-    assertCleanError(res, 413, "payload_too_large");
-    assert.equal(res.headers.connection, "close");
-  });
-
-  it("answers 413 for a chunked body that grows past the limit", async () => {
-    const res = await call(t.url, {
+  // Most routes take 256 KiB; the three that carry a grant per agent or per secret take 512 KiB
+  // (1,000 re-wrapped grants). Each limit is checked at its edge, on a route of each kind.
+  const limits = [
+    { kind: "an ordinary route", method: "POST", path: "/v1/owner/grants", limit: MAX_BODY_BYTES },
+    {
+      kind: "a route carrying grants",
       method: "POST",
       path: "/v1/owner/agents",
-      body: `{"a":"${"y".repeat(300 * 1024)}"}`,
-      chunked: true,
-    });
-    assertCleanError(res, 413, "payload_too_large");
-  });
+      limit: MAX_GRANTS_BODY_BYTES,
+    },
+  ] as const;
+  assert.equal(MAX_BODY_BYTES, 256 * 1024);
+  assert.equal(MAX_GRANTS_BODY_BYTES, 512 * 1024);
 
-  it("accepts a body of exactly the limit as far as size goes", async () => {
-    const body = `"${"z".repeat(256 * 1024 - 2)}"`;
-    const res = await owner.request("POST", "/v1/owner/agents", body);
-    assertCleanError(res, 400, "bad_request");
+  for (const { kind, method, path, limit } of limits) {
+    it(`answers 413 on ${kind} for a declared length over its limit, without reading it`, async () => {
+      const res = await owner.request(method, path, "x".repeat(limit + 1));
+      assertCleanError(res, 413, "payload_too_large");
+      assert.equal(res.headers.connection, "close");
+    });
+
+    it(`answers 413 on ${kind} for a chunked body that grows past its limit`, async () => {
+      const res = await call(t.url, {
+        method,
+        path,
+        body: `{"a":"${"y".repeat(limit + 1024)}"}`,
+        chunked: true,
+      });
+      assertCleanError(res, 413, "payload_too_large");
+    });
+
+    it(`accepts a body of exactly the limit on ${kind} as far as size goes`, async () => {
+      const body = `"${"z".repeat(limit - 2)}"`;
+      const res = await owner.request(method, path, body);
+      assertCleanError(res, 400, "bad_request");
+    });
+  }
+
+  it("answers 413 for a PUT of a secret over 512 KiB", async () => {
+    const res = await owner.request("PUT", "/v1/owner/secrets/big", "x".repeat(512 * 1024 + 1));
+    assertCleanError(res, 413, "payload_too_large");
   });
 
   it("answers 400 for invalid JSON, invalid UTF-8 and a non-JSON content type", async () => {

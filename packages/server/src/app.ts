@@ -27,7 +27,7 @@ import { NonceCache } from "./auth/nonce-cache.js";
 import type { PepperRing } from "./auth/pepper.js";
 import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
 import type { RevokedTokens } from "./auth/revoked-tokens.js";
-import { isBodyTimeout, readBody } from "./http/body.js";
+import { isBodyTimeout, MAX_BODY_BYTES, readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
 import { DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
@@ -124,6 +124,15 @@ export function createApp(deps: AppDeps): App {
     ...ownerAuditRoutes(deps),
   ]);
 
+  /** The body limit of the route a request names (the default when it names none). */
+  function bodyLimit(method: string, path: string): number {
+    try {
+      return router.match(method, path)?.route.maxBodyBytes ?? MAX_BODY_BYTES;
+    } catch {
+      return MAX_BODY_BYTES; // an undecodable path: refused after the body is read
+    }
+  }
+
   async function run(
     req: IncomingMessage,
     res: ServerResponse,
@@ -136,7 +145,7 @@ export function createApp(deps: AppDeps): App {
     let route: Route | null = null;
     try {
       // Bounded, and first: an unread body would otherwise be drained, unbounded, after the reply.
-      ctx.rawBody = await readBody(req, undefined, deps.bodyTimeoutMs);
+      ctx.rawBody = await readBody(req, bodyLimit(ctx.method, ctx.path), deps.bodyTimeoutMs);
       // A trusted proxy sent an X-Forwarded-For we cannot read: no client address to enforce.
       if (addressProblem !== null) throw new KeyholeError("bad_request", addressProblem);
       ctx.query = parseQuery(ctx.queryText);

@@ -1,5 +1,6 @@
 /**
- * Request bodies: JSON only, at most 256 KiB. Reading stops as soon as the limit is passed (the
+ * Request bodies: JSON only, at most 256 KiB (512 KiB on the routes that carry many grants,
+ * `Route.maxBodyBytes`). Reading stops as soon as the limit is passed (the
  * declared length is checked before reading at all), and every malformed body is `bad_request`
  * with a message that never quotes the input.
  *
@@ -11,8 +12,16 @@
 import type { IncomingMessage } from "node:http";
 import { KeyholeError } from "@keyhole/core";
 
-/** The largest body accepted (docs/api.md). */
+/** The largest body accepted by most routes (docs/api.md). */
 export const MAX_BODY_BYTES = 256 * 1024;
+
+/**
+ * The largest body of the three owner routes that carry one re-wrapped grant per agent or per
+ * secret (`secret set`, `agent create`, `agent rotate`): up to 1,000 grants of about 400 bytes of
+ * JSON each. 256 KiB held only about 650, so a rotate of an agent with 1,000 grants was refused
+ * after the owner had done all the work (bench/owner-ops.mjs).
+ */
+export const MAX_GRANTS_BODY_BYTES = 512 * 1024;
 
 /**
  * Default time for a whole body to arrive once the headers are in, in ms: 256 KiB in 10 s is

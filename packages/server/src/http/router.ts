@@ -27,6 +27,8 @@ export interface Route {
   readonly action?: string;
   /** Query parameters the route accepts; any other is `bad_request`. */
   readonly query?: readonly string[];
+  /** The largest body it takes, when not http/body.ts's `MAX_BODY_BYTES`. */
+  readonly maxBodyBytes?: number;
   readonly handler: (ctx: RequestContext) => Promise<Reply>;
 }
 

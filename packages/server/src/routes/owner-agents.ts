@@ -7,6 +7,7 @@
 import { KeyholeError } from "@keyhole/core";
 import type { PepperRing } from "../auth/pepper.js";
 import type { RevokedTokens } from "../auth/revoked-tokens.js";
+import { MAX_GRANTS_BODY_BYTES } from "../http/body.js";
 import type { RequestContext } from "../http/context.js";
 import type { Route } from "../http/router.js";
 import type { Logger } from "../log.js";
@@ -144,6 +145,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       pattern: "/v1/owner/agents",
       role: "owner",
       action: "agent.create",
+      maxBodyBytes: MAX_GRANTS_BODY_BYTES,
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentCreateCheck);
         checkFreshToken(body.token_id);
@@ -182,6 +184,7 @@ export function ownerAgentRoutes(deps: OwnerAgentDeps): Route[] {
       pattern: "/v1/owner/agents/:name/rotate",
       role: "owner",
       action: "agent.rotate",
+      maxBodyBytes: MAX_GRANTS_BODY_BYTES,
       handler: async (ctx) => {
         const body = checkBody(ctx.body(), agentRotateCheck);
         checkFreshToken(body.token_id);

@@ -3,6 +3,7 @@
  * grantee), write a new version with compare-and-set, history, delete.
  */
 import { encodeBase64url, KeyholeError, type SecretView } from "@keyhole/core";
+import { MAX_GRANTS_BODY_BYTES } from "../http/body.js";
 import type { Route } from "../http/router.js";
 import type { NewGrant, Store } from "../store/store.js";
 import { checkBody, checkNoBody, name } from "../validate.js";
@@ -69,6 +70,7 @@ export function ownerSecretRoutes(deps: OwnerSecretDeps): Route[] {
       pattern: "/v1/owner/secrets/:name",
       role: "owner",
       action: "secret.write",
+      maxBodyBytes: MAX_GRANTS_BODY_BYTES,
       handler: async (ctx) => {
         const secretName = name(ctx.param("name"), "name");
         const body = checkBody(ctx.body(), secretPutCheck);

@@ -20,7 +20,7 @@ import {
 
 const MIN_VALUE_BYTES = 4 + 1 + 16 + 12 + 16;
 const MAX_VALUE_BYTES = 192 * 1024;
-/** More grants than this cannot fit in a 256 KiB body anyway. */
+/** Grants in one upload; 1,000 fit in the 512 KiB body of these routes (http/body.ts). */
 const MAX_GRANTS = 1000;
 
 /** A read budget: at most a billion reads, 0 for no limit. */
