@@ -5,9 +5,10 @@
 // 1. The chain check alone, in this process: N agent `secret.read` entries hashed as the server
 //    hashes them (core's chainAuditHash with the server's sha256Sync) and served as the API's
 //    JSON pages of 1,000 (the server's own auditEntryView). Then the CLI's own code on them:
-//    parseAuditPage per page, then recomputeChain over all, timed apart, median of 3 runs. Two
-//    reference rows (one run each, they only split the cost) time core's hashing alone and the
-//    canonical entry bytes alone.
+//    parseAuditPage per page, then verifyAuditChainPages (core's AuditChainVerifier, fed page
+//    by page as the command feeds it), timed apart, median of 3 runs. Two reference rows (one
+//    run each, they only split the cost) time core's hashing alone and the canonical entry
+//    bytes alone.
 // 2. End to end: a real `keyhole server` whose log is filled through the server's store
 //    (appendAudit in a loop, what every audited request does, while the server is stopped), then
 //    the whole `keyhole audit verify` command, timed from outside, with the server's CPU time.
@@ -17,7 +18,7 @@
 //   node bench/audit-verify.mjs --entries N     N entries in both parts
 //   node bench/audit-verify.mjs --smoke         20,000 entries, 1 run, no result file
 import { execFileSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import * as nodeCrypto from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,12 +32,13 @@ import {
   equalBytes,
   newId,
 } from "@keyhole/core";
-import { recomputeChain } from "../packages/cli/dist/owner/audit.js";
+import { verifyAuditChainPages } from "../packages/cli/dist/owner/audit.js";
 import { parseAuditPage } from "../packages/cli/dist/owner/views.js";
 import { sha256Sync } from "../packages/server/dist/audit/sha256.js";
 import { auditEntryView } from "../packages/server/dist/routes/views.js";
 import { openSqliteStore } from "../packages/server/dist/store/sqlite.js";
 import { startKeyholeServer } from "./keyhole-server.mjs";
+import { fillAuditThroughStore, readDrafts } from "./seed.mjs";
 
 const { values: options } = parseArgs({
   options: { smoke: { type: "boolean" }, entries: { type: "string" } },
@@ -55,26 +57,10 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 const rate = (n, ms) => Math.round((n / ms) * 1000);
 
 // What the owner CLI hashes with (packages/cli/src/owner/audit.ts).
-const cliSha256 = (data) => createHash("sha256").update(data).digest();
-
-/** Agent reads as the server records them: one agent, one secret, a fresh request id each. */
-function readDrafts(agentId, secretId) {
-  const ts0 = Date.now();
-  return (seq) => ({
-    ts: ts0 + seq * 3,
-    requestId: randomBytes(12).toString("base64url"),
-    actorType: "agent",
-    actorId: agentId,
-    action: "secret.read",
-    result: "ok",
-    agentId,
-    secretId,
-    secretVersion: 1,
-    clientIp: "127.0.0.1",
-    userAgent: "keyhole-sdk/0.1.0",
-    detail: "",
-  });
-}
+const cliSha256 =
+  typeof nodeCrypto.hash === "function"
+    ? (data) => nodeCrypto.hash("sha256", data, "buffer")
+    : (data) => nodeCrypto.createHash("sha256").update(data).digest();
 
 /** The log as the API serves it: JSON pages `{ entries, next }`, and the chain head. */
 function buildPages(n) {
@@ -100,21 +86,27 @@ function timed(fn) {
   return { ms: performance.now() - start, value };
 }
 
-function chainCheckAlone(n) {
+async function timedAsync(fn) {
+  const start = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - start, value };
+}
+
+async function* each(pages) {
+  yield* pages;
+}
+
+async function chainCheckAlone(n) {
   const built = timed(() => buildPages(n));
   const { pages, head } = built.value;
   const steps = { parse: [], chain: [], hashing: [], encoding: [] };
   for (let i = 0; i < runs; i++) {
-    // What the CLI does per page (the client's JSON.parse, then the shape check), kept in one
-    // array as fetchAudit keeps it.
-    const parsed = timed(() => {
-      const views = [];
-      for (const text of pages) views.push(...parseAuditPage(JSON.parse(text)).entries);
-      return views;
-    });
-    const views = parsed.value;
-    const chain = timed(() => recomputeChain(views, [n]));
-    if (!equalBytes(chain.value.get(n), head)) throw new Error("recomputeChain: wrong head");
+    // What the CLI does per page (the client's JSON.parse, then the shape check), then the
+    // chain check over the pages as `audit verify` feeds it (there, page by page as they come).
+    const parsed = timed(() => pages.map((text) => parseAuditPage(JSON.parse(text)).entries));
+    const chain = await timedAsync(() => verifyAuditChainPages(each(parsed.value), [n]));
+    if (!equalBytes(chain.value.headAt(n), head)) throw new Error("chain check: wrong head");
+    const views = parsed.value.flat();
     steps.parse.push(parsed.ms);
     steps.chain.push(chain.ms);
     if (i > 0) continue;
@@ -163,20 +155,13 @@ async function endToEnd(n) {
     await stopServer(server);
 
     // The server is stopped, so nothing else writes: the store appends as it does per request.
-    // Many appends per event-loop turn share a commit (group commit, 256 per fsync), as under load.
     const store = openSqliteStore({ path: join(dataDir, "keyhole.db") });
     const setup = await store.listAudit({ limit: 100 });
     const agentId = setup.find((e) => e.action === "agent.create").agentId;
     const secretId = setup.find((e) => e.action === "secret.write").secretId;
     const draft = readDrafts(agentId, secretId);
     const fillStart = performance.now();
-    for (let first = 1; first <= n; first += 4096) {
-      const appends = [];
-      for (let s = first; s < Math.min(first + 4096, n + 1); s++) {
-        appends.push(store.appendAudit(draft(s)));
-      }
-      await Promise.all(appends);
-    }
+    await fillAuditThroughStore(store, draft, n);
     const fillMs = performance.now() - fillStart;
     await store.close();
 
@@ -196,13 +181,13 @@ async function endToEnd(n) {
   }
 }
 
-const alone = chainCheckAlone(entries);
+const alone = await chainCheckAlone(entries);
 const e2e = await endToEnd(entries);
 
 const { ms } = alone;
 const rows = [
   ["1. wire → views", "JSON.parse + parseAuditPage, pages of 1,000", entries, ms.parse],
-  ["1. chain check", "recomputeChain (the CLI's)", entries, ms.chain],
+  ["1. chain check", "verifyAuditChainPages (the CLI's)", entries, ms.chain],
   [
     "1. parse + chain check",
     "what verify does per entry, client side",

@@ -4,13 +4,16 @@
 // the ratio says what authentication, authorization and the audited read cost on this machine.
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
-// Then the SDK's cold start (bench/cold-start.mjs) and the broker benchmark (bench/broker.mjs,
-// its own processes): direct vs through `keyhole broker`.
+// Then the owner operations (bench/owner-ops.mjs: `secret set` and `agent rotate` against many
+// agents and grants), the fetch against large databases (bench/scale.mjs), the SDK's cold start
+// (bench/cold-start.mjs) and the broker benchmark (bench/broker.mjs, its own processes): direct
+// vs through `keyhole broker`.
 // The smoke run also runs the flood benchmark (bench/flood.mjs --smoke).
 //
-//   npm run bench                     3 s per point, median of 3 runs
+//   npm run bench                     3 s per point, median of 3 runs (all scripts: about 12–15
+//                                     minutes, of which owner-ops ~2 and scale ~4–6)
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
-//   node bench/run.mjs --fetch-only   the fetch benchmark alone (no broker benchmark)
+//   node bench/run.mjs --fetch-only   the fetch benchmark alone (none of the other scripts)
 //   node bench/run.mjs --fetch-only --profile DIR
 //                                     also writes a V8 CPU profile of the Keyhole server to DIR
 //                                     (summarise it: `node bench/cpuprofile-summary.mjs DIR`)
@@ -163,31 +166,31 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-if (!fetchOnly) {
+/** What failed, named again at the very end (a test shows only the tail of the output). */
+const failures = [];
+if (process.exitCode === 1) failures.push("the fetch benchmark (errors in its table)");
+
+/** Runs `bench/SCRIPT` (with `--smoke` in the smoke run), its output inline; a failure fails us. */
+function runScript(script) {
   console.log("");
-  if (smoke) {
-    // The full audit-verify run takes about 9 minutes: `node bench/audit-verify.mjs` on its own.
-    const audit = spawnSync(process.execPath, [join(here, "audit-verify.mjs"), "--smoke"], {
-      stdio: "inherit",
-    });
-    if (audit.status !== 0) process.exitCode = 1;
-    console.log("");
+  const args = [join(here, script), ...(smoke ? ["--smoke"] : [])];
+  const child = spawnSync(process.execPath, args, { stdio: "inherit" });
+  if (child.status !== 0) {
+    process.exitCode = 1;
+    failures.push(`bench/${script} (exit ${child.status ?? child.signal})`);
   }
-  const coldArgs = [join(here, "cold-start.mjs"), ...(smoke ? ["--smoke"] : [])];
-  const cold = spawnSync(process.execPath, coldArgs, { stdio: "inherit" });
-  if (cold.status !== 0) process.exitCode = 1;
-  console.log("");
-  const brokerArgs = [join(here, "broker.mjs"), ...(smoke ? ["--smoke"] : [])];
-  const broker = spawnSync(process.execPath, brokerArgs, { stdio: "inherit" });
-  if (broker.status !== 0) process.exitCode = 1;
+}
+
+if (!fetchOnly) {
+  // The full audit-verify run takes about 9 minutes: `node bench/audit-verify.mjs` on its own.
+  if (smoke) runScript("audit-verify.mjs");
+  runScript("owner-ops.mjs");
+  runScript("scale.mjs");
+  runScript("cold-start.mjs");
+  runScript("broker.mjs");
 }
 
 // The flood (bench/flood.mjs) saturates the machine for about a minute: in the smoke run only
 // (`node bench/flood.mjs` alone for the full one).
-if (smoke && !fetchOnly) {
-  console.log("");
-  const flood = spawnSync(process.execPath, [join(here, "flood.mjs"), "--smoke"], {
-    stdio: "inherit",
-  });
-  if (flood.status !== 0) process.exitCode = 1;
-}
+if (smoke && !fetchOnly) runScript("flood.mjs");
+if (failures.length > 0) console.error(`\nfailed: ${failures.join("; ")}`);
