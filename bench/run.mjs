@@ -99,9 +99,21 @@ const keyholeServer = await startChild(
     "0",
     "--log-level",
     "error",
+    "--metrics",
   ],
   /bootstrap code: (\S+)/,
 );
+
+/** The store's write, commit and fsync counters from the server's `/metrics`. */
+async function writeCounters(addr) {
+  const text = await (await fetch(`${addr}/metrics`)).text();
+  const read = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1] ?? NaN);
+  return {
+    writes: read("keyhole_store_writes_total"),
+    commits: read("keyhole_store_commits_total"),
+    fsyncs: read("keyhole_store_fsyncs_total"),
+  };
+}
 try {
   const addr = keyholeServer.seen().match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)[1];
   env.KEYHOLE_ADDR = addr;
@@ -118,14 +130,26 @@ try {
   for (const concurrency of levels) {
     const base = [];
     const kh = [];
+    const before = await writeCounters(addr);
     for (let i = 0; i < runs; i++) {
       base.push(load(`http://127.0.0.1:${baseline.match[1]}/demo`, {}, concurrency));
       kh.push(load(`${addr}/v1/agent/secrets/demo`, { authorization }, concurrency));
     }
+    const after = await writeCounters(addr);
+    // Every audited fetch is one write; group commit shares commits and fsyncs among them.
+    const fetches = after.writes - before.writes;
+    const perFetch = (key) => (after[key] - before[key]) / fetches;
     const b = medianOf(base);
     const k = medianOf(kh);
     rows.push({ scenario: "baseline read", concurrency, ...b });
-    rows.push({ scenario: "agent fetch (server)", concurrency, ...k, ratio: k.rps / b.rps });
+    rows.push({
+      scenario: "agent fetch (server)",
+      concurrency,
+      ...k,
+      ratio: k.rps / b.rps,
+      fsyncsPerFetch: perFetch("fsyncs"),
+      commitsPerFetch: perFetch("commits"),
+    });
   }
   const sdk = [];
   for (let i = 0; i < runs; i++) {
@@ -138,11 +162,14 @@ try {
   }
   rows.push({ scenario: "SDK get() end to end", concurrency: 1, ...medianOf(sdk) });
 
-  const header = "| scenario | c | req/s | p50 ms | p99 ms | max ms | errors | ratio to baseline |";
-  const lines = [header, "|---|---|---|---|---|---|---|---|"];
+  const header =
+    "| scenario | c | req/s | p50 ms | p99 ms | max ms | errors | ratio to baseline | fsyncs per fetch |";
+  const lines = [header, "|---|---|---|---|---|---|---|---|---|"];
   for (const r of rows) {
+    const ratio = r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}×`;
+    const fsyncs = r.fsyncsPerFetch === undefined ? "" : r.fsyncsPerFetch.toFixed(3);
     lines.push(
-      `| ${r.scenario} | ${r.concurrency} | ${Math.round(r.rps)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(1)} | ${r.errors} | ${r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}×`} |`,
+      `| ${r.scenario} | ${r.concurrency} | ${Math.round(r.rps)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(1)} | ${r.errors} | ${ratio} | ${fsyncs} |`,
     );
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
