@@ -106,7 +106,8 @@ const keyholeServer = await startChild(
 
 /** The store's write, commit and fsync counters from the server's `/metrics`. */
 async function writeCounters(addr) {
-  const text = await (await fetch(`${addr}/metrics`)).text();
+  // A new connection each time: a pooled one may have been closed by the server's idle timeout.
+  const text = await (await fetch(`${addr}/metrics`, { headers: { connection: "close" } })).text();
   const read = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1] ?? NaN);
   return {
     writes: read("keyhole_store_writes_total"),

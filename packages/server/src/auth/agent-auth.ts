@@ -9,7 +9,7 @@
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { encodeBase64url, parseAgentAuthorization } from "@keyhole/core";
-import type { AgentRecord, Store } from "../store/store.js";
+import type { AgentAuthFacts, Store } from "../store/store.js";
 import { computeVerifier, type PepperRing } from "./pepper.js";
 import type { RevokedTokens } from "./revoked-tokens.js";
 
@@ -30,7 +30,7 @@ export type AgentAuthFailure =
 export type AgentAuthResult =
   | {
       readonly ok: true;
-      readonly agent: AgentRecord;
+      readonly agent: AgentAuthFacts;
       readonly tokenId: Uint8Array;
       readonly tokenKey: string;
     }

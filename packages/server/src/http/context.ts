@@ -3,7 +3,7 @@
  * the authentication step; nothing in this object is ever logged.
  */
 import { KeyholeError } from "@keyhole/core";
-import type { AgentRecord, AuditRequest } from "../store/store.js";
+import type { AgentAuthFacts, AuditRequest } from "../store/store.js";
 import { parseJsonBody } from "./body.js";
 
 /** Who made the request, once authenticated. */
@@ -11,7 +11,7 @@ export type Principal =
   | { readonly kind: "owner" }
   | {
       readonly kind: "agent";
-      readonly agent: AgentRecord;
+      readonly agent: AgentAuthFacts;
       readonly tokenId: Uint8Array;
     };
 

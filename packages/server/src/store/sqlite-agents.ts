@@ -205,7 +205,7 @@ export function agentSelfTx(
   now: number,
   audit: AuditRequest,
 ): AgentRecord {
-  const agent = db.checkPrincipal(principal, now);
+  const agent = required(db.agentRow(db.checkPrincipal(principal, now)));
   db.append(audit, { action: "agent.self", result: "ok", agentId: agent.id });
   return toAgent(agent);
 }
@@ -217,7 +217,7 @@ export function listSecretsForAgentTx(
   now: number,
   audit: AuditRequest,
 ): { name: string; version: number }[] {
-  const agent = db.checkPrincipal(principal, now);
+  const agentId = db.checkPrincipal(principal, now);
   const rows = db
     .q(
       `SELECT s.name, s.current_version AS version FROM grants g
@@ -227,8 +227,8 @@ export function listSecretsForAgentTx(
          AND (g.max_uses = 0 OR g.uses < g.max_uses)
        ORDER BY s.name`,
     )
-    .all({ agentId: agent.id, now }) as { name: string; version: number }[];
-  db.append(audit, { action: "secret.list", result: "ok", agentId: agent.id });
+    .all({ agentId, now }) as { name: string; version: number }[];
+  db.append(audit, { action: "secret.list", result: "ok", agentId });
   return rows.map((r) => ({ name: r.name, version: r.version }));
 }
 
@@ -240,13 +240,13 @@ export function getSecretForAgentTx(
   now: number,
   audit: AuditRequest,
 ): AgentSecret | null {
-  const agent = db.checkPrincipal(principal, now);
+  const agentId = db.checkPrincipal(principal, now);
   const secret = db.secretByName(name);
   if (!secret) {
     db.append(audit, {
       action: "secret.read",
       result: "not_found",
-      agentId: agent.id,
+      agentId,
       detail: `name=${name}`,
     });
     return null;
@@ -256,7 +256,7 @@ export function getSecretForAgentTx(
       `SELECT g.* FROM grants g WHERE g.agent_id = @agentId AND g.secret_id = @secretId
          AND g.version = @version AND (g.not_after = 0 OR g.not_after > @now)`,
     )
-    .get({ agentId: agent.id, secretId: secret.id, version: secret.current_version, now }) as
+    .get({ agentId, secretId: secret.id, version: secret.current_version, now }) as
     | GrantRow
     | undefined;
   const spent = grant !== undefined && grant.max_uses > 0 && grant.uses >= grant.max_uses;
@@ -264,7 +264,7 @@ export function getSecretForAgentTx(
     db.append(audit, {
       action: "secret.read",
       result: "denied",
-      agentId: agent.id,
+      agentId,
       secretId: secret.id,
       secretVersion: secret.current_version,
       detail: spent ? `max_uses=${grant.max_uses} reached` : "no active grant",
@@ -275,13 +275,13 @@ export function getSecretForAgentTx(
     // Counted in the read's own transaction: concurrent reads can never overspend the budget.
     db.q(
       "UPDATE grants SET uses = uses + 1 WHERE agent_id = @agentId AND secret_id = @secretId",
-    ).run({ agentId: agent.id, secretId: secret.id });
+    ).run({ agentId, secretId: secret.id });
   }
   const version = required(db.versionRow(secret.id, secret.current_version));
   db.append(audit, {
     action: "secret.read",
     result: "ok",
-    agentId: agent.id,
+    agentId,
     secretId: secret.id,
     secretVersion: secret.current_version,
   });

@@ -317,17 +317,20 @@ export class SqliteDb {
 
   /**
    * Checks inside the transaction that the agent's token still authenticates, so a fetch racing
-   * a revoke or rotate either commits before it or fails (SECURITY-TESTS #15).
+   * a revoke or rotate either commits before it or fails (SECURITY-TESTS #15). Returns the
+   * agent's id. Reads only the columns it checks: it runs on every agent request.
    */
-  checkPrincipal(principal: AgentPrincipal, now: number): AgentRow {
+  checkPrincipal(principal: AgentPrincipal, now: number): string {
     const row = this.q(
-      `SELECT a.* FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
+      `SELECT a.revoked_at, a.expires_at FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
        WHERE t.token_id = @tokenId AND t.agent_id = @agentId`,
-    ).get({ tokenId: blob(principal.tokenId), agentId: principal.agentId }) as AgentRow | undefined;
+    ).get({ tokenId: blob(principal.tokenId), agentId: principal.agentId }) as
+      | Pick<AgentRow, "revoked_at" | "expires_at">
+      | undefined;
     if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) {
       throw new KeyholeError("unauthenticated");
     }
-    return row;
+    return principal.agentId;
   }
 
   /**

@@ -26,6 +26,7 @@ import {
   type GrantDetailRow,
   nullable,
   type Params,
+  parseStringList,
   placeholders,
   required,
   type SecretRow,
@@ -163,16 +164,26 @@ class SqliteStore implements Store {
   async findAgentByTokenId(tokenId: Uint8Array): Promise<TokenLookup | null> {
     // Authentication only: every request it admits is answered after a synced write or read.
     return this.#db.readUnsynced(() => {
+      // Only the columns authentication reads: this runs on every agent request.
       const row = this.#db
         .q(
-          `SELECT a.*, t.verifier, t.pepper_kid FROM agent_tokens t
-           JOIN agents a ON a.id = t.agent_id WHERE t.token_id = @tokenId`,
+          `SELECT a.id, a.revoked_at, a.expires_at, a.allowed_cidrs, t.verifier, t.pepper_kid
+           FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.token_id = @tokenId`,
         )
         .get({ tokenId: Buffer.from(tokenId) }) as
-        | (AgentRow & { verifier: Buffer; pepper_kid: string })
+        | (Pick<AgentRow, "id" | "revoked_at" | "expires_at" | "allowed_cidrs"> & {
+            verifier: Buffer;
+            pepper_kid: string;
+          })
         | undefined;
       if (!row) return null;
-      return { agent: toAgent(row), verifier: bytes(row.verifier), pepperKid: row.pepper_kid };
+      const agent = {
+        id: row.id,
+        revokedAt: row.revoked_at,
+        expiresAt: row.expires_at,
+        allowedCidrs: parseStringList(row.allowed_cidrs),
+      };
+      return { agent, verifier: bytes(row.verifier), pepperKid: row.pepper_kid };
     });
   }
 

@@ -113,8 +113,11 @@ export interface NewToken {
 }
 
 /** What an agent token id resolves to. */
+/** What authentication needs of an agent: who it is and whether its token may be used now. */
+export type AgentAuthFacts = Pick<AgentRecord, "id" | "revokedAt" | "expiresAt" | "allowedCidrs">;
+
 export interface TokenLookup {
-  readonly agent: AgentRecord;
+  readonly agent: AgentAuthFacts;
   readonly verifier: Uint8Array;
   readonly pepperKid: string;
 }
