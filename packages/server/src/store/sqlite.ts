@@ -30,7 +30,6 @@ import {
   placeholders,
   required,
   type SecretRow,
-  toAgent,
   toAgentSummary,
   toAudit,
   toGrantDetail,
