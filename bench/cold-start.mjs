@@ -6,18 +6,18 @@
 //
 //   node bench/cold-start.mjs            30 runs of each
 //   node bench/cold-start.mjs --smoke    3 runs of each (keeps the script working)
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startKeyholeServer } from "./keyhole-server.mjs";
+import { setUpFetchVault } from "./seed.mjs";
 
 const smoke = process.argv.includes("--smoke");
 const runs = smoke ? 3 : 30;
 const here = fileURLToPath(new URL(".", import.meta.url));
 const root = join(here, "..");
-const bin = join(root, "packages/cli/bin/keyhole.js");
 const dir = mkdtempSync(join(tmpdir(), "keyhole-cold-"));
 const env = {
   PATH: process.env.PATH,
@@ -25,10 +25,6 @@ const env = {
   KEYHOLE_HOME: join(dir, "owner"),
   KEYHOLE_PASSPHRASE: "benchmark passphrase",
 };
-
-function keyhole(args, input = "") {
-  return execFileSync(process.execPath, [bin, ...args], { env, input, stdio: "pipe" });
-}
 
 /** Milliseconds from spawn to exit of `node ARGS` (which must exit 0). */
 function timeProcess(args, childEnv) {
@@ -44,11 +40,7 @@ const quantile = (values, q) =>
 
 const server = await startKeyholeServer({ env, dataDir: join(dir, "data") });
 try {
-  env.KEYHOLE_ADDR = server.addr;
-  keyhole(["init", "--bootstrap-code", server.code]);
-  keyhole(["secret", "set", "demo"], "x".repeat(64));
-  const tokenFile = join(dir, "agent.token");
-  keyhole(["agent", "create", "cold", "--grant", "demo", "--token-file", tokenFile]);
+  const { tokenFile } = await setUpFetchVault(env, server, dir);
   const agentEnv = { PATH: env.PATH, KEYHOLE_ADDR: server.addr, KEYHOLE_TOKEN_FILE: tokenFile };
   const kinds = {
     "node -e 0": ["-e", "0"],

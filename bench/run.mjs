@@ -18,11 +18,12 @@
 //                                     also writes a V8 CPU profile of the Keyhole server to DIR
 //                                     (summarise it: `node bench/cpuprofile-summary.mjs DIR`)
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { formatAgentAuthorization, parseToken } from "@keyhole/core";
+import { runLoad } from "./load-client.mjs";
+import { setUpFetchVault } from "./seed.mjs";
 
 const smoke = process.argv.includes("--smoke");
 const fetchOnly = process.argv.includes("--fetch-only");
@@ -60,24 +61,8 @@ function startChild(args, pattern) {
   });
 }
 
-function keyhole(args, input = "") {
-  return execFileSync(process.execPath, [bin, ...args], {
-    env,
-    input,
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-}
-
-function load(url, headers, concurrency) {
-  const spec = JSON.stringify({
-    url,
-    headers,
-    concurrency,
-    durationMs,
-    warmupMs: smoke ? 100 : 500,
-  });
-  return JSON.parse(execFileSync(process.execPath, [join(here, "load.mjs"), spec]).toString());
-}
+const load = (url, headers, concurrency) =>
+  runLoad({ url, headers, concurrency, durationMs, warmupMs: smoke ? 100 : 500 });
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 function medianOf(results) {
@@ -117,15 +102,8 @@ async function writeCounters(addr) {
 }
 try {
   const addr = keyholeServer.seen().match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)[1];
-  env.KEYHOLE_ADDR = addr;
-  keyhole(["init", "--bootstrap-code", keyholeServer.match[1]]);
-  keyhole(["secret", "set", "demo"], "x".repeat(64));
-  const tokenFile = join(dir, "bench.token");
-  keyhole(["agent", "create", "bench", "--grant", "demo", "--token-file", tokenFile]);
-  const token = parseToken(readFileSync(tokenFile, "utf8").trim());
-  const { authKey } = await token.deriveKeys();
-  const authorization = formatAgentAuthorization(token.tokenId, authKey);
-  token.destroy();
+  const server = { addr, code: keyholeServer.match[1] };
+  const { authorization, tokenFile } = await setUpFetchVault(env, server, dir);
 
   const rows = [];
   for (const concurrency of levels) {

@@ -19,7 +19,6 @@
 //   node bench/scale.mjs --smoke         tiny databases, 1 run × 300 ms (keeps the script working)
 //   node bench/scale.mjs --profile DIR   also a V8 CPU profile of each server in DIR/<case>/
 //                                        (`node bench/cpuprofile-summary.mjs DIR/<case>`)
-import { execFileSync } from "node:child_process";
 import {
   cpSync,
   mkdirSync,
@@ -34,6 +33,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startKeyholeServer } from "./keyhole-server.mjs";
+import { runLoad } from "./load-client.mjs";
 import {
   benchIds,
   closeSeedDb,
@@ -85,16 +85,8 @@ const env = {
 };
 const dataDir = (key) => join(dir, "data", key);
 
-function load(url, headers, concurrency) {
-  const spec = JSON.stringify({
-    url,
-    headers,
-    concurrency,
-    durationMs,
-    warmupMs: smoke ? 100 : 500,
-  });
-  return JSON.parse(execFileSync(process.execPath, [join(here, "load.mjs"), spec]).toString());
-}
+const load = (url, headers, concurrency) =>
+  runLoad({ url, headers, concurrency, durationMs, warmupMs: smoke ? 100 : 500 });
 
 /** User + system CPU time of a process, in ms (/proc, clock ticks of 10 ms). */
 function cpuMs(pid) {

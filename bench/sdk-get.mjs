@@ -6,13 +6,12 @@
 //
 //   node bench/sdk-get.mjs ADDR TOKEN_FILE NAME DURATION_MS   against a running server (bench/run.mjs)
 //   node bench/sdk-get.mjs [DURATION_MS]                     starts its own server (default 3000 ms)
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Vault } from "@keyhole/sdk";
 import { startKeyholeServer } from "./keyhole-server.mjs";
+import { setUpFetchVault } from "./seed.mjs";
 
 /** Warms up, then calls `get(name)` back to back for `durationMs`; returns the figures. */
 async function measure(addr, tokenFile, name, durationMs) {
@@ -45,7 +44,6 @@ async function measure(addr, tokenFile, name, durationMs) {
 
 /** A fresh server in a temporary directory with one secret ("demo") granted to one agent. */
 async function withOwnServer(fn) {
-  const bin = fileURLToPath(new URL("../packages/cli/bin/keyhole.js", import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), "keyhole-sdk-get-"));
   const env = {
     PATH: process.env.PATH,
@@ -53,15 +51,9 @@ async function withOwnServer(fn) {
     KEYHOLE_HOME: join(dir, "owner"),
     KEYHOLE_PASSPHRASE: "benchmark passphrase",
   };
-  const keyhole = (args, input = "") =>
-    execFileSync(process.execPath, [bin, ...args], { env, input, stdio: "pipe" });
   const server = await startKeyholeServer({ env, dataDir: join(dir, "data") });
   try {
-    env.KEYHOLE_ADDR = server.addr;
-    keyhole(["init", "--bootstrap-code", server.code]);
-    keyhole(["secret", "set", "demo"], "x".repeat(64));
-    const tokenFile = join(dir, "agent.token");
-    keyhole(["agent", "create", "bench", "--grant", "demo", "--token-file", tokenFile]);
+    const { tokenFile } = await setUpFetchVault(env, server, dir);
     return await fn(server.addr, tokenFile);
   } finally {
     server.child.kill("SIGTERM");

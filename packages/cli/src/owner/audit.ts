@@ -4,7 +4,6 @@
  * pinned at `init`, and checks that the log neither shrank nor changed below the checkpoint this
  * machine pinned last time. Omission of new entries cannot be detected, rewriting can.
  */
-import * as nodeCrypto from "node:crypto";
 import {
   type AuditChainResult,
   AuditChainVerifier,
@@ -14,9 +13,11 @@ import {
   encodeCheckpoint,
   equalBytes,
   KeyholeError,
-  type Sha256Sync,
   verify,
 } from "@keyhole/core";
+// The server's one-shot SHA-256 (crypto.hash where Node has it): the same function the store
+// hashes with, without loading the rest of the server.
+import { sha256Sync } from "@keyhole/server/sha256";
 import { type AuditPin, updateConfig } from "./config.js";
 import type { OwnerSession } from "./session.js";
 import { bytes, parseAuditPage, parseCheckpoint } from "./views.js";
@@ -123,27 +124,6 @@ export async function fetchAudit(
   return kept;
 }
 
-/** `crypto.hash` (Node ≥ 20.12) when it is there and answers bytes, else null. */
-function oneShot(): typeof nodeCrypto.hash | null {
-  try {
-    const probe: unknown = nodeCrypto.hash("sha256", new Uint8Array(0), "buffer");
-    return probe instanceof Uint8Array && probe.length === 32 ? nodeCrypto.hash : null;
-  } catch {
-    return null;
-  }
-}
-
-const hash = oneShot();
-
-/**
- * SHA-256 for the chain, one native call per hash: `crypto.hash` skips the hash object
- * `createHash` builds, most of the cost on inputs this small (docs/performance.md).
- */
-const sha256: Sha256Sync =
-  hash !== null
-    ? (data) => hash("sha256", data, "buffer")
-    : (data) => nodeCrypto.createHash("sha256").update(data).digest();
-
 function tampered(message: string): never {
   throw new KeyholeError("untrusted_server", `audit log verification failed: ${message}`);
 }
@@ -185,7 +165,7 @@ export async function verifyAuditChainPages(
   pages: AsyncIterable<readonly AuditEntryView[]>,
   sizes: readonly number[],
 ): Promise<AuditChainVerifier> {
-  const chain = new AuditChainVerifier(sha256, { keepHeadsAt: sizes });
+  const chain = new AuditChainVerifier(sha256Sync, { keepHeadsAt: sizes });
   for await (const entries of pages) {
     for (let from = 0; from < entries.length; from += CHUNK) {
       if (from > 0) await new Promise((resolve) => setImmediate(resolve));

@@ -1,0 +1,11 @@
+// Runs one closed-loop load point in its own process (bench/load.mjs) and returns its result:
+// the load generator never shares a CPU's event loop with the server or the benchmark script.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const loadScript = fileURLToPath(new URL("./load.mjs", import.meta.url));
+
+/** `{ url, headers, concurrency, durationMs, warmupMs }` → `{ rps, p50, p99, max, errors, sent }`. */
+export function runLoad(spec) {
+  return JSON.parse(execFileSync(process.execPath, [loadScript, JSON.stringify(spec)]).toString());
+}
