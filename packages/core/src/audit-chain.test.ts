@@ -139,6 +139,17 @@ describe("audit chain verifier", () => {
       }));
     assert.deepEqual(check(renumbered), { ok: false, seq: 5, reason: "hash_mismatch" });
     assert.deepEqual(check(edit(1, { ts: -1 })), { ok: false, seq: 2, reason: "malformed_entry" });
+    // Unvalidated JSON from an embedder: a field that is not a string is refused, never hashed
+    // as "" (where `agent_id: ""` is a valid value) nor past the end of the encoder's buffer.
+    for (const change of [
+      { agent_id: 12345 },
+      { detail: null },
+      { user_agent: { length: 3 } },
+      { request_id: ["req_2"] },
+    ]) {
+      const changed = edit(1, change as unknown as Partial<AuditEntryView>);
+      assert.deepEqual(check(changed), { ok: false, seq: 2, reason: "malformed_entry" });
+    }
   });
 
   it("after a failure, stays at the last good entry and keeps failing", () => {

@@ -62,6 +62,9 @@ const pair = new Uint8Array(64);
 
 /** `LP(utf8(text))` at `at`: ASCII byte by byte, the rest by `encodeInto`. Returns the end. */
 function putText(text: string, at: number): number {
+  // Strict: a value that is not a string (JSON from an embedder, unchecked) must not encode as
+  // "" or slip past the buffer's size estimate; it is refused, and a verifier reports it.
+  if (typeof text !== "string") throw new TypeError("an audit text field is not a string");
   const out = scratch;
   const start = at + 4;
   const length = text.length;
@@ -106,7 +109,9 @@ function writeAuditEntry(entry: AuditFields, headroom: number): number {
     entry.userAgent.length +
     entry.detail.length;
   const bound = headroom + 4 + ENTRY_LABEL.length + 3 * 8 + 10 * 4 + 3 * texts;
-  if (bound > scratch.length) {
+  // `!(<=)` so that a NaN bound (a field without a length) grows nothing and is refused below.
+  if (!(bound <= scratch.length)) {
+    if (!Number.isSafeInteger(bound)) throw new TypeError("an audit text field is not a string");
     scratch = new Uint8Array(Math.max(bound, 2 * scratch.length));
     scratchView = new DataView(scratch.buffer);
   }
@@ -126,6 +131,8 @@ function writeAuditEntry(entry: AuditFields, headroom: number): number {
   at = putText(entry.clientIp, at);
   at = putText(entry.userAgent, at);
   at = putText(entry.detail, at);
+  // Every byte went into the buffer: a typed array drops writes past its end without a word.
+  if (at > scratch.length) throw new RangeError("audit entry larger than its buffer");
   return at;
 }
 

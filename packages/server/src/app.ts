@@ -30,7 +30,7 @@ import type { RevokedTokens } from "./auth/revoked-tokens.js";
 import { isBodyTimeout, MAX_BODY_BYTES, readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
 import { parseQuery, RequestContext } from "./http/context.js";
-import { DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
+import { ALWAYS_ADMITTED, DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
 import { newRequestId } from "./http/request-id.js";
 import { type Route, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
@@ -126,6 +126,9 @@ export function createApp(deps: AppDeps): App {
 
   /** The body limit of the route a request names (the default when it names none). */
   function bodyLimit(method: string, path: string): number {
+    // Health paths take no slot (http/in-flight.ts), whatever the method: so they take no body
+    // either, or a flood of them could hold 256 KiB each outside every cap.
+    if (ALWAYS_ADMITTED.has(path)) return 0;
     try {
       return router.match(method, path)?.route.maxBodyBytes ?? MAX_BODY_BYTES;
     } catch {

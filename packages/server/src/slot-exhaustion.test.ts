@@ -87,7 +87,21 @@ describe("stalled bodies (default 10 s deadline)", () => {
     await sleep(200);
     assert.equal(await info(server.url, OTHER), 200);
     assert.equal((await call(server.url, { method: "GET", path: "/healthz" })).status, 200);
+    // They hold no memory either: a health path takes no body, so each was refused at once.
+    for (const s of stalled) assert.match(s.received(), /^HTTP\/1\.1 413 /);
     for (const s of stalled) s.socket.destroy();
+  });
+
+  test("a health path refuses any body, whatever the method, without reading it", async () => {
+    for (const method of ["GET", "POST", "PUT"]) {
+      const res = await call(server.url, {
+        method,
+        path: "/healthz",
+        body: { pad: "x".repeat(64) },
+      });
+      assert.equal(res.status, 413, method);
+    }
+    assert.equal((await call(server.url, { method: "GET", path: "/readyz" })).status, 200);
   });
 });
 

@@ -143,6 +143,18 @@ test("a log of several pages is checked page by page, pins in the middle of a pa
   assert.match((await verify()).err, /failed: entry seq 3000 is missing \(next is seq 3001\)/);
 });
 
+test("a server answering short pages gets one request per page, not a pile of guesses", async () => {
+  for (let i = 0; i < 295; i++) f.fake.appendAudit("secret.read");
+  f.fake.auditPageLimit = 7;
+  f.fake.requests.length = 0;
+  const result = await verify();
+  assert.equal(result.code, 0, result.err);
+  assert.match(result.out, /^audit log ok: 300 entries chain correctly/);
+  const pages = f.fake.requests.filter((r) => r.path.startsWith("/v1/owner/audit?")).length;
+  // 300 entries in pages of 7 is 43 pages; the first wrong guess costs one request, then none.
+  assert.ok(pages <= 43 + 2, `${pages} page requests`);
+});
+
 test("a history rewritten below a pin that falls inside a page is caught", async () => {
   for (let i = 0; i < 1495; i++) f.fake.appendAudit("secret.read");
   assert.equal((await verify()).code, 0);

@@ -78,6 +78,10 @@ export async function* auditPages(
   ahead = 1,
 ): AsyncGenerator<AuditEntryView[], void, undefined> {
   const inFlight: { after: number; page: ReturnType<typeof fetchAuditPage> }[] = [];
+  // Guesses are made only while the server's pages are the full, contiguous ones guessed; after
+  // one wrong guess, never again: a dropped request runs to its end (the client cannot cancel
+  // it), so a server answering short pages must not make us open one more per page.
+  let guessing = ahead > 1;
   const ask = (from: number) => {
     const page = fetchAuditPage(session, from, PAGE, filter);
     // Dropped or left behind when the caller stops early: their failures are nobody's concern.
@@ -99,8 +103,13 @@ export async function* auditPages(
       throw new KeyholeError("untrusted_server", "the audit log pages do not advance");
     }
     after = next;
-    if (inFlight[0] !== undefined && inFlight[0].after !== after) inFlight.length = 0;
-    while (inFlight.length < ahead) ask((inFlight.at(-1)?.after ?? after - PAGE) + PAGE);
+    if (inFlight[0] !== undefined && inFlight[0].after !== after) {
+      inFlight.length = 0;
+      guessing = false;
+    }
+    const full = page.entries.length === PAGE && next === last.seq;
+    const wanted = guessing && full ? ahead : 1;
+    while (inFlight.length < wanted) ask((inFlight.at(-1)?.after ?? after - PAGE) + PAGE);
     yield page.entries;
   }
 }

@@ -82,6 +82,8 @@ export interface FakeServer {
   conflicts: number;
   /** The server's clock (expiry); `Date.now` unless a test sets it. */
   now: () => number;
+  /** At most this many audit entries per page, whatever the client asks (a short-paging server). */
+  auditPageLimit: number;
   /** Appends an audit entry with a correct chain hash. */
   appendAudit(action: string): void;
   close(): Promise<void>;
@@ -109,7 +111,12 @@ export async function startFakeServer(): Promise<FakeServer> {
   const secrets = new Map<string, FakeSecret>();
   const agents = new Map<string, FakeAgent>();
   const requests: RecordedRequest[] = [];
-  const fake = { audit: [] as AuditEntryView[], conflicts: 0, now: () => Date.now() };
+  const fake = {
+    audit: [] as AuditEntryView[],
+    conflicts: 0,
+    now: () => Date.now(),
+    auditPageLimit: Number.POSITIVE_INFINITY,
+  };
 
   const agentById = (id: string) => [...agents.values()].find((a) => a.id === id);
   /** The real server's ACTIVE_GRANT: agent neither revoked nor expired, grant not expired. */
@@ -386,7 +393,7 @@ export async function startFakeServer(): Promise<FakeServer> {
     }
     if (kind === "audit" && name === undefined && method === "GET") {
       const after = Number(url.searchParams.get("after") ?? "0");
-      const limit = Number(url.searchParams.get("limit") ?? "100");
+      const limit = Math.min(Number(url.searchParams.get("limit") ?? "100"), fake.auditPageLimit);
       const rest = fake.audit.filter((e) => e.seq > after);
       const entries = rest.slice(0, limit);
       return { entries, next: rest.length > limit ? (entries.at(-1)?.seq ?? null) : null };
@@ -460,6 +467,12 @@ export async function startFakeServer(): Promise<FakeServer> {
     },
     get now() {
       return fake.now;
+    },
+    get auditPageLimit() {
+      return fake.auditPageLimit;
+    },
+    set auditPageLimit(n: number) {
+      fake.auditPageLimit = n;
     },
     set now(clock: () => number) {
       fake.now = clock;
