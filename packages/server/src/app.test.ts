@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { MAX_BODY_BYTES, MAX_GRANTS_BODY_BYTES } from "./http/body.js";
-import { startTestServer, type TestServer } from "./test-support/harness.js";
+import type { TestServer } from "./test-support/harness.js";
 import { call, type HttpResult } from "./test-support/http.js";
-import { canary, TestOwner } from "./test-support/owner.js";
+import { ownedServer } from "./test-support/owned-server.js";
+import type { TestOwner } from "./test-support/owner.js";
 
 /** An error answer has exactly `{error: {code, message}}` and no stack or internals. */
 function assertCleanError(res: HttpResult, status: number, code: string): void {
@@ -20,12 +21,7 @@ describe("HTTP handling", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-    await owner.putSecret("db", canary());
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready), { secrets: ["db"] });
 
   it("answers 404 not_found for an unknown path, a wrong method and HEAD", async () => {
     assertCleanError(await call(t.url, { method: "GET", path: "/nope" }), 404, "not_found");

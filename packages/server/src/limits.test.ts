@@ -11,6 +11,7 @@ import type { GrantView } from "@keyhole/core";
 import { DEFAULT_LIMITS } from "./auth/rate-limit.js";
 import { startTestServer, type TestServer } from "./test-support/harness.js";
 import { call, errorCode, type HttpResult } from "./test-support/http.js";
+import { ownedServer } from "./test-support/owned-server.js";
 import { agentGet, canary, fetchAndOpen, type TestAgent, TestOwner } from "./test-support/owner.js";
 
 function read(t: TestServer, agent: TestAgent, name: string, from?: string): Promise<HttpResult> {
@@ -28,12 +29,7 @@ describe("limits: expiry exactly at the boundary", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-    await owner.putSecret("db", canary());
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready), { secrets: ["db"] });
 
   it("an agent works until the millisecond before expires_at, and not at it", async () => {
     const expiresAt = t.clock.now() + 10_000;
@@ -63,12 +59,7 @@ describe("limits: a grant's read budget (--max-uses)", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-    await owner.putSecret("db", canary());
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready), { secrets: ["db"] });
 
   async function grantOf(agent: TestAgent): Promise<GrantView> {
     const res = await owner.request("GET", `/v1/owner/grants?agent=${agent.name}`);
@@ -150,12 +141,7 @@ describe("limits: agent CIDR allowlists", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-    await owner.putSecret("db", canary());
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready), { secrets: ["db"] });
 
   it("accepts a token from inside its ranges", async () => {
     const agent = await owner.createAgent("local", ["db"], {

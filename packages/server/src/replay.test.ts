@@ -6,7 +6,7 @@
  * (Owner requests are signed with a timestamp and a nonce: auth/owner-auth.test.ts.)
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   type AgentSecretResponse,
   agentRecipientId,
@@ -18,9 +18,10 @@ import {
   parseValueEnvelope,
   unwrapDek,
 } from "@keyhole/core";
-import { startTestServer, type TestServer } from "./test-support/harness.js";
+import type { TestServer } from "./test-support/harness.js";
 import { call, type HttpCall } from "./test-support/http.js";
-import { canary, fetchAndOpen, TestOwner } from "./test-support/owner.js";
+import { ownedServer } from "./test-support/owned-server.js";
+import { canary, fetchAndOpen, type TestOwner } from "./test-support/owner.js";
 
 /** Every way a value could be written out in a JSON answer. */
 function encodings(value: Uint8Array): string[] {
@@ -32,11 +33,7 @@ describe("replay (SECURITY-TESTS #14)", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready));
 
   it("a captured agent request, replayed, gets ciphertext that the captured bytes cannot open", async () => {
     const value = canary();

@@ -9,6 +9,7 @@ import {
 } from "@keyhole/core";
 import { startTestServer, type TestServer } from "../test-support/harness.js";
 import { call, errorCode } from "../test-support/http.js";
+import { ownedServer } from "../test-support/owned-server.js";
 import {
   agentGet,
   canary,
@@ -138,12 +139,7 @@ describe("agent routes: expiry by the server clock", () => {
   let t: TestServer;
   let owner: TestOwner;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-    await owner.putSecret("s", canary());
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready), { secrets: ["s"] });
 
   it("a grant stops at not_after exactly: 200 one millisecond before, 404 at it", async () => {
     const notAfter = t.clock.now() + 10_000;

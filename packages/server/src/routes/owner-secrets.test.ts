@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   decodeBase64url,
   encodeBase64url,
@@ -8,8 +8,9 @@ import {
   type SecretView,
 } from "@keyhole/core";
 import Database from "better-sqlite3";
-import { startTestServer, type TestServer } from "../test-support/harness.js";
+import type { TestServer } from "../test-support/harness.js";
 import { errorCode } from "../test-support/http.js";
+import { ownedServer } from "../test-support/owned-server.js";
 import { canary, fetchAndOpen, type TestAgent, TestOwner } from "../test-support/owner.js";
 
 describe("owner routes: secrets", () => {
@@ -17,11 +18,7 @@ describe("owner routes: secrets", () => {
   let owner: TestOwner;
   let agent: TestAgent;
 
-  before(async () => {
-    t = await startTestServer();
-    owner = await TestOwner.initialized(t);
-  });
-  after(() => t.close());
+  ownedServer((ready) => ({ t, owner } = ready));
 
   it("PUT creates a secret (201) the owner can read back and open", async () => {
     const value = canary();
