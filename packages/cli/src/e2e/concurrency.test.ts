@@ -8,13 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Vault } from "@keyhole/sdk";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 const WRITERS = 8;
 const ROUNDS = 3;
@@ -29,16 +23,9 @@ let ctx: E2eContext;
 let server: ServerProcess;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
-  const init = await ctx.keyhole(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
-  assert.equal(init.code, 0, init.stderr);
+  ({ ctx, server } = await e2eWithServer({ init: true }));
 });
-after(async () => {
-  await server?.process.stop("SIGTERM");
-  await ctx?.cleanup();
-});
+after(() => stopE2e(ctx, server));
 
 /** A random printable value of exactly `length` characters. */
 function randomValue(length: number): string {

@@ -209,3 +209,35 @@ export async function e2eContext(): Promise<E2eContext> {
   };
   return context;
 }
+
+/** A test file's context with its own `keyhole server` running (`e2eWithServer`). */
+export interface E2eWithServer {
+  readonly ctx: E2eContext;
+  readonly server: ServerProcess;
+}
+
+/**
+ * A context and a fresh `keyhole server` in its directory, the owner's `KEYHOLE_ADDR` pointing
+ * at it; with `init`, the owner has run `keyhole init` with the bootstrap code.
+ */
+export async function e2eWithServer(
+  options: { readonly extraArgs?: readonly string[]; readonly init?: boolean } = {},
+): Promise<E2eWithServer> {
+  const ctx = await e2eContext();
+  const server = await startServerProcess(
+    join(ctx.dir, "data"),
+    cleanEnv(ctx.dir),
+    options.extraArgs,
+  );
+  ctx.env.KEYHOLE_ADDR = server.url;
+  if (options.init === true) {
+    await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  }
+  return { ctx, server };
+}
+
+/** Stops the server and removes the directory; either may be missing after a failed start. */
+export async function stopE2e(ctx?: E2eContext, server?: ServerProcess): Promise<void> {
+  await server?.process.stop("SIGTERM");
+  await ctx?.cleanup();
+}

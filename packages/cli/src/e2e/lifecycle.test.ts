@@ -9,23 +9,18 @@ import { Vault } from "@keyhole/sdk";
 import {
   cleanEnv,
   type E2eContext,
-  e2eContext,
+  e2eWithServer,
   type ServerProcess,
-  startServerProcess,
+  stopE2e,
 } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
+  ({ ctx, server } = await e2eWithServer());
 });
-after(async () => {
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
-});
+after(() => stopE2e(ctx, server));
 
 async function sdkGet(tokenFile: string, name: string): Promise<string> {
   const vault = new Vault({ addr: server.url, tokenFile });

@@ -6,31 +6,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Vault } from "@keyhole/sdk";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir), [
-    "--trusted-proxy",
-    "192.0.2.0/24,2001:db8::1",
-  ]);
-  ctx.env.KEYHOLE_ADDR = server.url;
-  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  ({ ctx, server } = await e2eWithServer({
+    extraArgs: ["--trusted-proxy", "192.0.2.0/24,2001:db8::1"],
+    init: true,
+  }));
   await ctx.ok(["secret", "set", "db"], "first value\n");
 });
-after(async () => {
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
-});
+after(() => stopE2e(ctx, server));
 
 /** The SDK's read of `name`: its value, or its error code. */
 async function sdkRead(tokenFile: string, name: string): Promise<string> {

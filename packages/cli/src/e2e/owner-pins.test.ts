@@ -9,23 +9,14 @@ import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Vault } from "@keyhole/sdk";
 import Database from "better-sqlite3";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 let db: Database.Database;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
-  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  ({ ctx, server } = await e2eWithServer({ init: true }));
   await ctx.ok(["secret", "set", "api-key"], "api value");
   await ctx.ok(["secret", "set", "db"], "db value");
   await ctx.ok(["agent", "create", "bot", "--grant", "api-key", "--token-file", token("bot")]);
@@ -35,8 +26,7 @@ before(async () => {
 });
 after(async () => {
   db?.close();
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
+  await stopE2e(ctx, server);
 });
 
 function token(name: string): string {

@@ -4,27 +4,17 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 
 before(async () => {
-  ctx = await e2eContext();
+  ({ ctx, server } = await e2eWithServer());
+  // The owner's own runs use the real Argon2 parameters (the server never runs Argon2).
   ctx.env.KEYHOLE_TEST_ARGON2_FAST = undefined;
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
 });
-after(async () => {
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
-});
+after(() => stopE2e(ctx, server));
 
 test("with the real Argon2id parameters the owner key is written and opened", async () => {
   const init = await ctx.keyhole(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);

@@ -7,28 +7,16 @@ import { copyFile, lstat, readFile, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Vault } from "@keyhole/sdk";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
-  await ctx.ok(["init", "--bootstrap-code", server.bootstrapCode ?? ""]);
+  ({ ctx, server } = await e2eWithServer({ init: true }));
   await ctx.ok(["secret", "set", "alpha"], "alpha value\n");
 });
-after(async () => {
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
-});
+after(() => stopE2e(ctx, server));
 
 async function works(token: string): Promise<boolean> {
   const vault = new Vault({ addr: server.url, token });

@@ -6,24 +6,15 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { deriveRecipientKeyPair, randomBytes } from "@keyhole/core";
 import Database from "better-sqlite3";
-import {
-  cleanEnv,
-  type E2eContext,
-  e2eContext,
-  type ServerProcess,
-  startServerProcess,
-} from "./harness.js";
+import { type E2eContext, e2eWithServer, type ServerProcess, stopE2e } from "./harness.js";
 
 let ctx: E2eContext;
 let server: ServerProcess;
 let db: Database.Database;
 
 before(async () => {
-  ctx = await e2eContext();
-  server = await startServerProcess(join(ctx.dir, "data"), cleanEnv(ctx.dir));
-  ctx.env.KEYHOLE_ADDR = server.url;
+  ({ ctx, server } = await e2eWithServer({ init: true }));
   for (const [args, input] of [
-    [["init", "--bootstrap-code", server.bootstrapCode ?? ""], undefined],
     [["secret", "set", "api-key"], "value"],
     [["agent", "create", "bot", "--token-file", join(ctx.dir, "bot.token")], undefined],
     [["agent", "create", "good", "--token-file", join(ctx.dir, "good.token")], undefined],
@@ -36,8 +27,7 @@ before(async () => {
 });
 after(async () => {
   db?.close();
-  await server?.process.stop("SIGTERM");
-  await ctx.cleanup();
+  await stopE2e(ctx, server);
 });
 
 function grantRows(agent: string): number {
