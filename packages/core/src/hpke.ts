@@ -108,6 +108,16 @@ async function keySchedule(
  */
 export const keyScheduleForTesting = keySchedule;
 
+/** AES-256-GCM's parameters for one seal or open: the nonce, the AAD and the full 128-bit tag. */
+function aeadParams(nonce: Uint8Array, aad: Uint8Array): Parameters<typeof subtle.encrypt>[0] {
+  return {
+    name: "AES-GCM",
+    iv: webCryptoBytes(nonce),
+    additionalData: webCryptoBytes(aad),
+    tagLength: AEAD_TAG_BITS,
+  };
+}
+
 /**
  * Runs the key schedule and imports its AEAD key, for one message only. ComputeNonce(seq) is
  * base_nonce XOR I2OSP(seq, Nn) (§5.2); a single-shot context only ever uses seq = 0, so the
@@ -154,12 +164,7 @@ async function hpkeSealWithEphemeralIkm(
     const sealing = await singleShotKey(sharedSecret, info, "encrypt");
     nonce = sealing.nonce;
     const ciphertext = await subtle.encrypt(
-      {
-        name: "AES-GCM",
-        iv: webCryptoBytes(nonce),
-        additionalData: webCryptoBytes(aad),
-        tagLength: AEAD_TAG_BITS,
-      },
+      aeadParams(nonce, aad),
       sealing.key,
       webCryptoBytes(plaintext),
     );
@@ -214,12 +219,7 @@ export async function hpkeOpen(
     const opened = await singleShotKey(sharedSecret, info, "decrypt");
     nonce = opened.nonce;
     const plaintext = await subtle.decrypt(
-      {
-        name: "AES-GCM",
-        iv: webCryptoBytes(nonce),
-        additionalData: webCryptoBytes(aad),
-        tagLength: AEAD_TAG_BITS,
-      },
+      aeadParams(nonce, aad),
       opened.key,
       webCryptoBytes(ciphertext),
     );
