@@ -32,7 +32,7 @@ import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-addre
 import { parseQuery, RequestContext } from "./http/context.js";
 import { ALWAYS_ADMITTED, DEFAULT_MAX_TURN_MS, InFlightLimit } from "./http/in-flight.js";
 import { newRequestId } from "./http/request-id.js";
-import { type Route, Router } from "./http/router.js";
+import { type Route, type RouteMatch, Router } from "./http/router.js";
 import type { Logger } from "./log.js";
 import { Metrics, metricsRoute, TextBody } from "./metrics.js";
 import { agentRoutes } from "./routes/agent.js";
@@ -124,16 +124,24 @@ export function createApp(deps: AppDeps): App {
     ...ownerAuditRoutes(deps),
   ]);
 
-  /** The body limit of the route a request names (the default when it names none). */
-  function bodyLimit(method: string, path: string): number {
+  /**
+   * The route a request names, matched once before its body is read (the route sets the body's
+   * limit), or the error matching threw (an undecodable path), to be answered after the read.
+   */
+  function matchRoute(method: string, path: string): { match: RouteMatch | null; error?: unknown } {
+    try {
+      return { match: router.match(method, path) };
+    } catch (error) {
+      return { match: null, error };
+    }
+  }
+
+  /** The body limit of a request to `path` with `match`. */
+  function bodyLimit(path: string, match: RouteMatch | null): number {
     // Health paths take no slot (http/in-flight.ts), whatever the method: so they take no body
     // either, or a flood of them could hold 256 KiB each outside every cap.
     if (ALWAYS_ADMITTED.has(path)) return 0;
-    try {
-      return router.match(method, path)?.route.maxBodyBytes ?? MAX_BODY_BYTES;
-    } catch {
-      return MAX_BODY_BYTES; // an undecodable path: refused after the body is read
-    }
+    return match?.route.maxBodyBytes ?? MAX_BODY_BYTES;
   }
 
   async function run(
@@ -147,14 +155,16 @@ export function createApp(deps: AppDeps): App {
   }> {
     let route: Route | null = null;
     try {
+      const matched = matchRoute(ctx.method, ctx.path);
       // Bounded, and first: an unread body would otherwise be drained, unbounded, after the reply.
-      ctx.rawBody = await readBody(req, bodyLimit(ctx.method, ctx.path), deps.bodyTimeoutMs);
+      ctx.rawBody = await readBody(req, bodyLimit(ctx.path, matched.match), deps.bodyTimeoutMs);
       // A trusted proxy sent an X-Forwarded-For we cannot read: no client address to enforce.
       if (addressProblem !== null) throw new KeyholeError("bad_request", addressProblem);
       ctx.query = parseQuery(ctx.queryText);
       if (!ctx.path.startsWith("/")) throw new KeyholeError("not_found");
       checkPercentEncoding(ctx.path);
-      const match = router.match(ctx.method, ctx.path);
+      if (matched.error !== undefined) throw matched.error;
+      const match = matched.match;
       if (match === null) throw new KeyholeError("not_found");
       route = match.route;
       ctx.params = match.params;
