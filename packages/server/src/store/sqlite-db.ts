@@ -9,6 +9,7 @@ import { sha256Sync } from "../audit/sha256.js";
 import { DurabilityGate } from "./durability-gate.js";
 import { GroupCommit } from "./group-commit.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
+import type { SqliteStoreOptions } from "./sqlite.js";
 import {
   ACTIVE_GRANT,
   AGENT_SUMMARY,
@@ -47,12 +48,12 @@ export class SqliteDb {
   readonly #gate: DurabilityGate;
   readonly #wal: WalSync;
 
+  /** `hooks`: test-only fault injection (SqliteStoreOptions says what each does). */
   constructor(
     path: string,
-    beforeAuditAppend?: (entry: AuditFields) => void,
-    pragmaHook?: (run: (pragma: string) => unknown) => void,
-    syncHook?: (sync: () => Promise<void>) => Promise<void>,
+    hooks: Pick<SqliteStoreOptions, "beforeAuditAppend" | "pragmaHook" | "syncHook"> = {},
   ) {
+    const { beforeAuditAppend, pragmaHook, syncHook } = hooks;
     // Create the file ourselves so it is 0600 from the start; SQLite gives -wal and -shm the
     // mode of the database file.
     closeSync(openSync(path, "a", 0o600));

@@ -111,12 +111,7 @@ class SqliteStore implements Store {
   readonly #db: SqliteDb;
 
   constructor(options: SqliteStoreOptions) {
-    this.#db = new SqliteDb(
-      options.path,
-      options.beforeAuditAppend,
-      options.pragmaHook,
-      options.syncHook,
-    );
+    this.#db = new SqliteDb(options.path, options);
   }
 
   async getVault(): Promise<VaultRecord | null> {
