@@ -28,6 +28,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatSummary, summarise } from "./cpuprofile-summary.mjs";
+import { runLoad } from "./load-client.mjs";
 
 const smoke = process.argv.includes("--smoke");
 const directOnly = process.argv.includes("--direct-only");
@@ -130,11 +131,8 @@ function cpuMs(pid) {
 
 /** One load run; `cpuUs` is the proxy's CPU time per request (warm-up included in both). */
 function load(url, headers, concurrency, pids = []) {
-  const spec = JSON.stringify({ url, headers, concurrency, durationMs, warmupMs });
   const before = pids.map(cpuMs);
-  const result = JSON.parse(
-    execFileSync(process.execPath, [join(here, "load.mjs"), spec]).toString(),
-  );
+  const result = runLoad({ url, headers, concurrency, durationMs, warmupMs });
   const used = pids.map((pid, i) => cpuMs(pid) - before[i]);
   result.cpuUs = pids.length === 0 ? Number.NaN : (used[0] / result.sent) * 1000;
   result.vaultCpuUs = pids.length < 2 ? Number.NaN : (used[1] / result.sent) * 1000;
@@ -198,8 +196,8 @@ async function startBroker(upstreamPort, tokenFile, addr, ttlMs, logName) {
 
 const loadStart = loadavg();
 const upstream = await startChild(
-  [join(here, "upstream.mjs"), secret, String(streamEvents), String(streamGapMs)],
-  { PATH: process.env.PATH },
+  [join(here, "upstream.mjs"), String(streamEvents), String(streamGapMs)],
+  { PATH: process.env.PATH, UPSTREAM_SECRET: secret },
   (out) => {
     const m = out.match(/listening (\d+)/);
     return m ? { port: Number(m[1]) } : undefined;

@@ -170,8 +170,12 @@ async function probeChild(spec) {
 function runChild(role, spec, { stdinOpen = false } = {}) {
   const child = spawn(
     process.execPath,
-    [fileURLToPath(import.meta.url), `--child=${role}`, JSON.stringify(spec)],
-    { stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "inherit"] },
+    [fileURLToPath(import.meta.url), `--child=${role}`],
+    // The spec holds agent auth keys: in the child's environment (this user's only), not argv.
+    {
+      stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "inherit"],
+      env: { ...process.env, KEYHOLE_BENCH_SPEC: JSON.stringify(spec) },
+    },
   );
   let out = "";
   child.stdout.on("data", (chunk) => {
@@ -672,6 +676,7 @@ function summariseShutdown(records, sigterm, exit) {
   };
 }
 
-if (childRole === "load") await loadChild(JSON.parse(process.argv.at(-1)));
-else if (childRole === "probe") await probeChild(JSON.parse(process.argv.at(-1)));
+const childSpec = () => JSON.parse(process.env.KEYHOLE_BENCH_SPEC ?? "null");
+if (childRole === "load") await loadChild(childSpec());
+else if (childRole === "probe") await probeChild(childSpec());
 else await main();

@@ -7,5 +7,7 @@ const loadScript = fileURLToPath(new URL("./load.mjs", import.meta.url));
 
 /** `{ url, headers, concurrency, durationMs, warmupMs }` → `{ rps, p50, p99, max, errors, sent }`. */
 export function runLoad(spec) {
-  return JSON.parse(execFileSync(process.execPath, [loadScript, JSON.stringify(spec)]).toString());
+  // The spec goes on stdin: its headers hold credentials, and argv is readable by every user.
+  const out = execFileSync(process.execPath, [loadScript], { input: JSON.stringify(spec) });
+  return JSON.parse(out.toString());
 }

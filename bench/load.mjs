@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // A closed-loop HTTP load generator, run as its own process so it does not share an event loop
-// with the server it measures. Usage: node bench/load.mjs '<json>' with
-// { url, headers, concurrency, durationMs, warmupMs }; prints one JSON line of results. `ttfb50`
+// with the server it measures. Usage: node bench/load.mjs < spec.json, the spec
+// { url, headers, concurrency, durationMs, warmupMs } on standard input (never in argv, which
+// every user of the machine can read: the headers hold an agent's auth key or a capability);
+// prints one JSON line of results. `ttfb50`
 // is the median time to the first body byte (what a streaming client waits for); `sent` counts
 // every request, warm-up included (to divide a server's CPU time by).
+import { readFileSync } from "node:fs";
 import http from "node:http";
 
-const { url, headers = {}, concurrency, durationMs, warmupMs = 500 } = JSON.parse(process.argv[2]);
+const spec = JSON.parse(readFileSync(0, "utf8"));
+const { url, headers = {}, concurrency, durationMs, warmupMs = 500 } = spec;
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 const target = new URL(url);
 

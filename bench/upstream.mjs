@@ -6,12 +6,15 @@
 //   GET /plain    a small JSON body
 //   GET /stream   server-sent events: EVENTS events, GAP_MS apart (the first one at once)
 //
-// Usage: node bench/upstream.mjs SECRET [EVENTS=20] [GAP_MS=1]; prints `listening PORT` on stdout.
+// Usage: UPSTREAM_SECRET=... node bench/upstream.mjs [EVENTS=20] [GAP_MS=1]; prints
+// `listening PORT` on stdout. The secret comes from the environment, never argv (which every
+// user of the machine can read).
 import http from "node:http";
 
-const [secret, eventsText = "20", gapText = "1"] = process.argv.slice(2);
+const secret = process.env.UPSTREAM_SECRET;
+const [eventsText = "20", gapText = "1"] = process.argv.slice(2);
 if (!secret) {
-  process.stderr.write("usage: upstream.mjs SECRET [EVENTS] [GAP_MS]\n");
+  process.stderr.write("usage: UPSTREAM_SECRET=... upstream.mjs [EVENTS] [GAP_MS]\n");
   process.exit(2);
 }
 const expected = `Bearer ${secret}`;
