@@ -4,8 +4,8 @@
 // the ratio says what authentication, authorization and the audited read cost on this machine.
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
-// Then the owner operations (bench/owner-ops.mjs: `secret set` and `agent rotate` against many
-// agents and grants), the fetch against large databases (bench/scale.mjs), the SDK's cold start
+// Then the fetch in the store alone (bench/store-fetch.mjs, no HTTP), the owner operations
+// (bench/owner-ops.mjs: `secret set` and `agent rotate` against many agents and grants), the fetch against large databases (bench/scale.mjs), the SDK's cold start
 // (bench/cold-start.mjs) and the broker benchmark (bench/broker.mjs, its own processes): direct
 // vs through `keyhole broker`.
 // The smoke run also runs the flood benchmark (bench/flood.mjs --smoke).
@@ -190,6 +190,7 @@ function runScript(script) {
 if (!fetchOnly) {
   // The full audit-verify run takes about 9 minutes: `node bench/audit-verify.mjs` on its own.
   if (smoke) runScript("audit-verify.mjs");
+  runScript("store-fetch.mjs");
   runScript("owner-ops.mjs");
   runScript("scale.mjs");
   runScript("cold-start.mjs");

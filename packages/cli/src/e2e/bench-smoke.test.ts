@@ -1,6 +1,6 @@
 // Keeps the benchmarks working (issue 5: "CI runs a tiny smoke version"): `node bench/run.mjs
-// --smoke` runs every benchmark script (fetch, audit verify, owner operations, scale, cold start,
-// broker, flood) for a fraction of a second per point. It asserts that they ran and printed their
+// --smoke` runs every benchmark script (fetch, audit verify, store fetch, owner operations, scale,
+// cold start, broker, flood) for a fraction of a second per point. It asserts that they ran and printed their
 // tables, never a speed: speeds are measured by `npm run bench` and recorded in
 // docs/performance.md.
 import assert from "node:assert/strict";
@@ -28,6 +28,7 @@ test("every benchmark script runs (smoke)", { timeout: 240_000 }, async () => {
     /\| agent fetch \(server\) \| 10 \|/,
     /\| import \+ first secret \|/,
     /\| 2\. audit verify \|/,
+    /\| Store\.getSecretForAgent \| \d/,
     /\| secret set \(new version\) \| 10 agents \| \d/,
     /\| agent rotate \| 100 grants \| \d/,
     /\| 10³ secrets \+ 10⁴ audit \| 50 \|/,

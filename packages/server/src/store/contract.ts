@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { newId } from "@keyhole/core";
+import { verifyAuditChain } from "../audit/verify.js";
+import { auditEntryView } from "../routes/views.js";
 import { agentContract } from "./contract-agents.js";
 import {
   bytes,
@@ -97,6 +99,32 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreHar
     agentContract(c);
     secretContract(c);
     limitsContract(c);
+
+    describe("concurrent operations", () => {
+      it("leave one gap-free audit chain when some of them are refused", async () => {
+        const { secret, principal } = await setup();
+        const before = await store.auditHead();
+        // Issued together: adapters that batch run them in one transaction, the refused ones
+        // rolled back among the others.
+        const operations = Array.from({ length: 30 }, (_, i) => {
+          if (i % 3 === 0) {
+            const stale = { ...secret, expectedVersion: 7, version: 8, grants: [] };
+            return store.putSecretVersion(stale, T0, request());
+          }
+          const name = i % 3 === 1 ? "db-password" : "missing";
+          return store.getSecretForAgent(principal, name, T0 + i, request({ ts: T0 + i }));
+        });
+        const outcomes = await Promise.allSettled(operations);
+        outcomes.forEach((outcome, i) => {
+          assert.equal(outcome.status, i % 3 === 0 ? "rejected" : "fulfilled", `operation ${i}`);
+        });
+        const head = await store.auditHead();
+        assert.equal(head.size, before.size + 20, "one entry per operation that resolved");
+        const entries = await store.listAudit({ limit: 1000 });
+        const chain = verifyAuditChain(entries.map(auditEntryView));
+        assert.deepEqual(chain, { ok: true, size: head.size, head: head.head });
+      });
+    });
 
     describe("fail closed: an audit failure rolls the whole operation back", () => {
       it("creates no agent, writes no secret, releases no value, revokes nothing", async () => {

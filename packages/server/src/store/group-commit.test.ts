@@ -13,6 +13,8 @@ describe("group commit", () => {
   let db: Database.Database;
   let writer: GroupCommit;
   let wal: WalSync;
+  /** Every call of the writer's onTransactionReset, in order. */
+  const resets: string[] = [];
   const insert = (n: number) => () => db.prepare("INSERT INTO t (n) VALUES (?)").run(n).changes;
   const rows = () =>
     (db.prepare("SELECT n FROM t ORDER BY n").all() as { n: number }[]).map((r) => r.n);
@@ -25,7 +27,10 @@ describe("group commit", () => {
     db.pragma("synchronous = NORMAL");
     wal = new WalSync(join(dir, "t.db"));
     const same = (error: unknown) => error;
-    writer = new GroupCommit(db, new DurabilityGate(() => wal.sync(), same), same, 4);
+    writer = new GroupCommit(db, new DurabilityGate(() => wal.sync(), same), same, {
+      maxBatch: 4,
+      onTransactionReset: () => resets.push(db.inTransaction ? "in" : "out"),
+    });
   });
   after(() => {
     db.close();
@@ -42,6 +47,7 @@ describe("group commit", () => {
       commits: before.commits + 1,
       operations: before.operations + 3,
       syncs: before.syncs + 1,
+      reruns: before.reruns,
     });
   });
 
@@ -61,6 +67,38 @@ describe("group commit", () => {
     assert.deepEqual(
       rows().filter((n) => n >= 10),
       [10],
+    );
+  });
+
+  it("runs a batch with no failure once, and reruns one with a failure with savepoints", async () => {
+    const before = writer.stats;
+    resets.length = 0;
+    await Promise.all([writer.run(insert(20)), writer.run(insert(21))]);
+    assert.equal(writer.stats.reruns, before.reruns, "no failure: no rerun");
+    assert.deepEqual(resets, ["in"], "told once, at BEGIN");
+
+    resets.length = 0;
+    let runs = 0;
+    const outcomes = await Promise.allSettled([
+      writer.run(insert(22)),
+      writer.run(() => {
+        runs += 1;
+        insert(23)();
+        throw new Error("refused after writing");
+      }),
+      writer.run(insert(24)),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ["fulfilled", "rejected", "fulfilled"],
+    );
+    assert.equal(writer.stats.reruns, before.reruns + 1);
+    assert.equal(runs, 2, "the failing write ran once in each pass");
+    // BEGIN, the whole rollback, BEGIN again, the rollback to the failed write's savepoint.
+    assert.deepEqual(resets, ["in", "out", "in", "in"]);
+    assert.deepEqual(
+      rows().filter((n) => n >= 20 && n < 30),
+      [20, 21, 22, 24],
     );
   });
 

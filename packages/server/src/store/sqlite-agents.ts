@@ -4,22 +4,11 @@
  */
 import { equalBytes, KeyholeError } from "@keyhole/core";
 import type { SqliteDb } from "./sqlite-db.js";
-import {
-  bytes,
-  type GrantRow,
-  keptByKey,
-  newGrantKept,
-  required,
-  sameSet,
-  toAgent,
-  toGrant,
-  toSecret,
-} from "./sqlite-rows.js";
+import { bytes, keptByKey, newGrantKept, required, sameSet, toAgent } from "./sqlite-rows.js";
 import type {
   AgentKeyUpdate,
   AgentPrincipal,
   AgentRecord,
-  AgentSecret,
   AgentSummary,
   AuditRequest,
   BlastRadiusEntry,
@@ -230,63 +219,6 @@ export function listSecretsForAgentTx(
     .all({ agentId, now }) as { name: string; version: number }[];
   db.append(audit, { action: "secret.list", result: "ok", agentId });
   return rows.map((r) => ({ name: r.name, version: r.version }));
-}
-
-/** `Store.getSecretForAgent`, inside a transaction. */
-export function getSecretForAgentTx(
-  db: SqliteDb,
-  principal: AgentPrincipal,
-  name: string,
-  now: number,
-  audit: AuditRequest,
-): AgentSecret | null {
-  const agentId = db.checkPrincipal(principal, now);
-  const secret = db.secretByName(name);
-  if (!secret) {
-    db.append(audit, {
-      action: "secret.read",
-      result: "not_found",
-      agentId,
-      detail: `name=${name}`,
-    });
-    return null;
-  }
-  const grant = db
-    .q(
-      `SELECT g.* FROM grants g WHERE g.agent_id = @agentId AND g.secret_id = @secretId
-         AND g.version = @version AND (g.not_after = 0 OR g.not_after > @now)`,
-    )
-    .get({ agentId, secretId: secret.id, version: secret.current_version, now }) as
-    | GrantRow
-    | undefined;
-  const spent = grant !== undefined && grant.max_uses > 0 && grant.uses >= grant.max_uses;
-  if (!grant || spent) {
-    db.append(audit, {
-      action: "secret.read",
-      result: "denied",
-      agentId,
-      secretId: secret.id,
-      secretVersion: secret.current_version,
-      detail: spent ? `max_uses=${grant.max_uses} reached` : "no active grant",
-    });
-    return null;
-  }
-  if (grant.max_uses > 0) {
-    // Counted in the read's own transaction: concurrent reads can never overspend the budget.
-    db.q(
-      "UPDATE grants SET uses = uses + 1 WHERE agent_id = @agentId AND secret_id = @secretId",
-    ).run({ agentId, secretId: secret.id });
-  }
-  const version = required(db.versionRow(secret.id, secret.current_version));
-  db.append(audit, {
-    action: "secret.read",
-    result: "ok",
-    agentId,
-    secretId: secret.id,
-    secretVersion: secret.current_version,
-  });
-  const used = grant.max_uses > 0 ? { ...grant, uses: grant.uses + 1 } : grant;
-  return { secret: toSecret(secret), value: bytes(version.value), grant: toGrant(used) };
 }
 
 function assertGrantsFor(grants: readonly NewGrant[], agentId: string, encPk: Uint8Array): void {

@@ -47,6 +47,14 @@ export class SqliteDb {
   readonly #writer: GroupCommit;
   readonly #gate: DurabilityGate;
   readonly #wal: WalSync;
+  /**
+   * What the open write transaction has written so far, kept to spare a statement per audited
+   * operation: the chain head it appended last, and the `last_used_at` it stamped per agent.
+   * Forgotten at every BEGIN and rollback (GroupCommit's onTransactionReset), so it never
+   * outlives the rows it describes; only this connection writes (data-lock.ts).
+   */
+  #txChainHead: { seq: number; hash: Uint8Array } | undefined;
+  readonly #txLastUsed = new Map<string, number>();
 
   /** `hooks`: test-only fault injection (SqliteStoreOptions says what each does). */
   constructor(
@@ -63,7 +71,12 @@ export class SqliteDb {
     this.#wal = new WalSync(path);
     const sync = () => this.#wal.sync();
     this.#gate = new DurabilityGate(syncHook ? () => syncHook(sync) : sync, translate);
-    this.#writer = new GroupCommit(this.#db, this.#gate, translate);
+    this.#writer = new GroupCommit(this.#db, this.#gate, translate, {
+      onTransactionReset: () => {
+        this.#txChainHead = undefined;
+        this.#txLastUsed.clear();
+      },
+    });
     try {
       // Everything below (the fsync of the WAL file, the durability gate) assumes WAL mode.
       if (this.#db.pragma("journal_mode = WAL", { simple: true }) !== "wal") {
@@ -185,25 +198,39 @@ export class SqliteDb {
   /**
    * Reads the chain head, hashes the entry onto it and inserts it. Called inside the
    * operation's transaction, so the head cannot move underneath and a failure rolls back all.
+   * Stamps the acting agent's `last_used_at`, once per agent and transaction unless time moved.
    */
   appendDraft(draft: AuditDraft): AuditRecord {
-    const last = this.lastAudit();
+    const last = this.#chainHead();
     const fields: AuditFields = { seq: (last?.seq ?? 0) + 1, ...draft };
     this.#beforeAuditAppend?.(fields);
-    const hash = chainAuditHash(last ? bytes(last.hash) : AUDIT_GENESIS, fields, sha256Sync);
+    const hash = chainAuditHash(last ? last.hash : AUDIT_GENESIS, fields, sha256Sync);
     this.q(
       `INSERT INTO audit (seq, ts, request_id, actor_type, actor_id, action, result, agent_id,
          secret_id, secret_version, client_ip, user_agent, detail, hash)
        VALUES (@seq, @ts, @requestId, @actorType, @actorId, @action, @result, @agentId,
          @secretId, @secretVersion, @clientIp, @userAgent, @detail, @hash)`,
     ).run({ ...fields, hash: blob(hash) });
+    this.#txChainHead = { seq: fields.seq, hash };
     if (fields.actorType === "agent" && fields.actorId !== "") {
-      this.q("UPDATE agents SET last_used_at = @ts WHERE id = @id").run({
-        ts: fields.ts,
-        id: fields.actorId,
-      });
+      this.#stampLastUsed(fields.actorId, fields.ts);
     }
     return { ...fields, hash };
+  }
+
+  /** The head the next entry chains onto: remembered within a transaction, else read. */
+  #chainHead(): { seq: number; hash: Uint8Array } | undefined {
+    if (this.#txChainHead !== undefined && this.#db.inTransaction) return this.#txChainHead;
+    const last = this.lastAudit();
+    return last ? { seq: last.seq, hash: bytes(last.hash) } : undefined;
+  }
+
+  /** Stamps an agent's `last_used_at`, unless this transaction already stamped it as late. */
+  #stampLastUsed(agentId: string, ts: number): void {
+    const stamped = this.#txLastUsed.get(agentId);
+    if (stamped !== undefined && stamped >= ts && this.#db.inTransaction) return;
+    this.q("UPDATE agents SET last_used_at = @ts WHERE id = @id").run({ ts, id: agentId });
+    this.#txLastUsed.set(agentId, ts);
   }
 
   lastAudit(): { seq: number; hash: Buffer } | undefined {

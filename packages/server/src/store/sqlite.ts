@@ -6,10 +6,10 @@
  * interface is what a network database (the PostgreSQL sibling) needs, and costs nothing here.
  */
 import { AUDIT_GENESIS, type AuditFields } from "@keyhole/core";
+import { getSecretForAgentTx } from "./sqlite-agent-fetch.js";
 import {
   agentSelfTx,
   createAgentTx,
-  getSecretForAgentTx,
   listSecretsForAgentTx,
   revokeAgentTx,
   rotateAgentTx,
