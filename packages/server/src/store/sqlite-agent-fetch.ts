@@ -4,20 +4,11 @@
  * each cost a statement's overhead on every fetch.
  */
 import type { SqliteDb } from "./sqlite-db.js";
-import {
-  bytes,
-  type GrantRow,
-  required,
-  type SecretRow,
-  toGrant,
-  toSecret,
-} from "./sqlite-rows.js";
+import { bytes, required, toGrant, toSecret } from "./sqlite-rows.js";
 import type { AgentPrincipal, AgentSecret, AuditRequest } from "./store.js";
+import { type FetchRow, grantOfFetchRow } from "./store-rules.js";
 
-/**
- * The secret's row; then, when the agent holds an unexpired grant on its current version, the
- * grant's columns (`g_`, NULL otherwise) and the version's ciphertext (`value`).
- */
+/** A `FetchRow` (store-rules.ts) for `@name`, as `@agentId` at `@now`. */
 const FETCH = `SELECT s.*,
     g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
     g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts, g.max_uses AS g_max_uses,
@@ -29,37 +20,6 @@ const FETCH = `SELECT s.*,
   LEFT JOIN secret_versions v ON g.agent_id IS NOT NULL
     AND v.secret_id = s.id AND v.version = s.current_version
   WHERE s.name = @name`;
-
-type FetchRow = SecretRow & {
-  g_agent_id: string | null;
-  g_wrap: Buffer;
-  g_issued_at: number;
-  g_not_after: number;
-  g_allowed_hosts: string;
-  g_max_uses: number;
-  g_uses: number;
-  g_sig: Buffer;
-  g_created_at: number;
-  value: Buffer | null;
-};
-
-/** The grant half of a fetch row, or undefined when the agent holds no active grant. */
-function grantOf(row: FetchRow): GrantRow | undefined {
-  if (row.g_agent_id === null) return undefined;
-  return {
-    agent_id: row.g_agent_id,
-    secret_id: row.id,
-    version: row.current_version,
-    wrap: row.g_wrap,
-    issued_at: row.g_issued_at,
-    not_after: row.g_not_after,
-    allowed_hosts: row.g_allowed_hosts,
-    max_uses: row.g_max_uses,
-    uses: row.g_uses,
-    sig: row.g_sig,
-    created_at: row.g_created_at,
-  };
-}
 
 /** `Store.getSecretForAgent`, inside a transaction. */
 export function getSecretForAgentTx(
@@ -80,7 +40,7 @@ export function getSecretForAgentTx(
     });
     return null;
   }
-  const grant = grantOf(row);
+  const grant = grantOfFetchRow(row);
   const spent = grant !== undefined && grant.max_uses > 0 && grant.uses >= grant.max_uses;
   if (!grant || spent) {
     db.append(audit, {

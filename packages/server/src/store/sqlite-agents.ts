@@ -11,13 +11,13 @@ import type {
   AgentRecord,
   AgentSummary,
   AuditRequest,
-  BlastRadiusEntry,
   NewAgent,
   NewGrant,
   NewToken,
   RevokeResult,
   RotateResult,
 } from "./store.js";
+import { assertGrantsFor, blastRadius } from "./store-rules.js";
 
 /** `Store.createAgent`, inside a transaction. */
 export function createAgentTx(
@@ -153,35 +153,14 @@ export function revokeAgentTx(
     agentId,
     detail: alreadyRevoked ? "already revoked" : "",
   });
-  const nameOf = (id: string) => db.secretById(id)?.name ?? null;
-  const bySecret = new Map<string, BlastRadiusEntry>();
-  for (const secretId of granted) {
-    bySecret.set(secretId, {
-      secretId,
-      secretName: nameOf(secretId),
-      granted: true,
-      reads: 0,
-      firstReadAt: null,
-      lastReadAt: null,
-    });
+  const names = new Map<string, string>();
+  for (const secretId of [...granted, ...reads.map((r) => r.secret_id)]) {
+    const name = db.secretById(secretId)?.name;
+    if (name !== undefined) names.set(secretId, name);
   }
-  for (const r of reads) {
-    bySecret.set(r.secret_id, {
-      secretId: r.secret_id,
-      secretName: nameOf(r.secret_id),
-      granted: granted.has(r.secret_id),
-      reads: r.reads,
-      firstReadAt: r.first,
-      lastReadAt: r.last,
-    });
-  }
-  const sortKey = (e: BlastRadiusEntry) => e.secretName ?? `\uffff${e.secretId}`;
-  const blastRadius = [...bySecret.values()].sort((x, y) =>
-    sortKey(x) < sortKey(y) ? -1 : sortKey(x) > sortKey(y) ? 1 : 0,
-  );
   return {
     agent: required(db.agentSummary(agentId, now)),
-    blastRadius,
+    blastRadius: blastRadius(granted, reads, names),
     alreadyRevoked,
     retiredTokenIds,
   };
@@ -219,17 +198,4 @@ export function listSecretsForAgentTx(
     .all({ agentId, now }) as { name: string; version: number }[];
   db.append(audit, { action: "secret.list", result: "ok", agentId });
   return rows.map((r) => ({ name: r.name, version: r.version }));
-}
-
-function assertGrantsFor(grants: readonly NewGrant[], agentId: string, encPk: Uint8Array): void {
-  for (const grant of grants) {
-    if (grant.agentId !== agentId) {
-      throw new KeyholeError("bad_request", "a grant names another agent");
-    }
-    if (!equalBytes(grant.agentEncPk, encPk))
-      throw new KeyholeError("conflict", "the agent changed");
-  }
-  if (new Set(grants.map((g) => g.secretId)).size !== grants.length) {
-    throw new KeyholeError("bad_request", "duplicate grant");
-  }
 }

@@ -6,6 +6,7 @@ import { closeSync, openSync } from "node:fs";
 import { AUDIT_GENESIS, type AuditFields, chainAuditHash, KeyholeError } from "@keyhole/core";
 import Database from "better-sqlite3";
 import { sha256Sync } from "../audit/sha256.js";
+import { type AuditOutcome, auditDraft } from "./audit-draft.js";
 import { DurabilityGate } from "./durability-gate.js";
 import { GroupCommit } from "./group-commit.js";
 import { SQLITE_MIGRATIONS } from "./migrations/sqlite/index.js";
@@ -34,10 +35,6 @@ import type {
   NewToken,
 } from "./store.js";
 import { WalSync } from "./wal-sync.js";
-
-/** What an operation decided about its own audit entry. */
-export type AuditOutcome = Pick<AuditDraft, "action" | "result"> &
-  Partial<Pick<AuditDraft, "agentId" | "secretId" | "secretVersion" | "detail">>;
 
 /** One open database file. */
 export class SqliteDb {
@@ -179,20 +176,7 @@ export class SqliteDb {
 
   /** Appends an operation's entry: the request's part plus what the operation decided. */
   append(request: AuditRequest, outcome: AuditOutcome): AuditRecord {
-    return this.appendDraft({
-      ts: request.ts,
-      requestId: request.requestId,
-      actorType: request.actorType,
-      actorId: request.actorId,
-      clientIp: request.clientIp,
-      userAgent: request.userAgent,
-      action: outcome.action,
-      result: outcome.result,
-      agentId: outcome.agentId ?? "",
-      secretId: outcome.secretId ?? "",
-      secretVersion: outcome.secretVersion ?? 0,
-      detail: outcome.detail ?? "",
-    });
+    return this.appendDraft(auditDraft(request, outcome));
   }
 
   /**

@@ -11,10 +11,20 @@ import type {
   GrantRecord,
   SecretRecord,
   SecretVersionRecord,
+  VaultRecord,
 } from "./store.js";
 
 /** Named statement parameters. */
 export type Params = Record<string, unknown>;
+
+/** The row of `vault`. */
+export interface VaultRow {
+  vault_id: string;
+  created_at: number;
+  owner_sign_pk: Buffer | null;
+  owner_enc_pk: Buffer | null;
+  initialized_at: number | null;
+}
 
 /** A row of `agents`. */
 export interface AgentRow {
@@ -182,6 +192,17 @@ export function bytes(value: Buffer): Uint8Array {
 /** A stored host or CIDR list (a JSON array of strings written by the store itself). */
 export function parseStringList(text: string): string[] {
   return JSON.parse(text) as string[];
+}
+
+/** Row → record. */
+export function toVault(row: VaultRow): VaultRecord {
+  return {
+    vaultId: row.vault_id,
+    createdAt: row.created_at,
+    ownerSignPk: row.owner_sign_pk ? bytes(row.owner_sign_pk) : null,
+    ownerEncPk: row.owner_enc_pk ? bytes(row.owner_enc_pk) : null,
+    initializedAt: row.initialized_at,
+  };
 }
 
 /** Row → record. */

@@ -34,7 +34,9 @@ import {
   toAudit,
   toGrantDetail,
   toSecret,
+  toVault,
   toVersion,
+  type VaultRow,
 } from "./sqlite-rows.js";
 import {
   addGrantTx,
@@ -96,14 +98,6 @@ export interface SqliteStoreOptions {
 export function openSqliteStore(options: SqliteStoreOptions): Store {
   return new SqliteStore(options);
 }
-
-type VaultRow = {
-  vault_id: string;
-  created_at: number;
-  owner_sign_pk: Buffer | null;
-  owner_enc_pk: Buffer | null;
-  initialized_at: number | null;
-};
 
 type SummaryRow = AgentRow & { grant_count: number };
 
@@ -426,14 +420,7 @@ class SqliteStore implements Store {
 
   #readVault(): VaultRecord | null {
     const row = this.#db.q("SELECT * FROM vault WHERE singleton = 1").get() as VaultRow | undefined;
-    if (!row) return null;
-    return {
-      vaultId: row.vault_id,
-      createdAt: row.created_at,
-      ownerSignPk: row.owner_sign_pk ? bytes(row.owner_sign_pk) : null,
-      ownerEncPk: row.owner_enc_pk ? bytes(row.owner_enc_pk) : null,
-      initializedAt: row.initialized_at,
-    };
+    return nullable(row, toVault);
   }
 
   async #activeGrants(

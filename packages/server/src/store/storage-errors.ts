@@ -65,6 +65,15 @@ export function storageError(error: unknown): KeyholeError | null {
   return mapped;
 }
 
+/**
+ * Remembers the database's code (`SQLITE_…`, `PG_…`) behind an answer another adapter made
+ * (postgres-errors.ts), for the app's log line and counter; returns the error.
+ */
+export function withStorageCause(error: KeyholeError, code: string): KeyholeError {
+  causes.set(error, code);
+  return error;
+}
+
 /** The SQLite code behind an error `storageError` made, or null. */
 export function storageCause(error: unknown): string | null {
   if (typeof error !== "object" || error === null) return null;

@@ -1,0 +1,10 @@
+/**
+ * The PostgreSQL migrations, in order. Whichever server starts first applies the pending ones,
+ * all in one transaction under an advisory lock (postgres-db.ts); the others wait for it, then
+ * find nothing to do. Never edit a released migration: add the next file.
+ */
+import type { Migration } from "../sqlite/index.js";
+import * as initial from "./001-initial.js";
+
+/** Every migration, by ascending version. */
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [{ version: 1, ...initial }];
