@@ -126,6 +126,56 @@ export function runStoreContract(name: string, makeStore: () => Promise<StoreHar
       });
     });
 
+    describe("limited grants under concurrent re-wraps", () => {
+      it("serve and count every read racing a new version and a rotate, losing no use", async () => {
+        const { secret, agent, principal } = await setup();
+        await store.addGrant({ ...grantFor(agent, secret.id, 1), maxUses: 1000 }, T0, request());
+        const read = (p: typeof principal) =>
+          store.getSecretForAgent(p, "db-password", T0, request());
+        const reads = (p: typeof principal) => Array.from({ length: 15 }, () => read(p));
+        const newVersion = store.putSecretVersion(
+          secretWrite("db-password", {
+            id: secret.id,
+            expectedVersion: 1,
+            version: 2,
+            grants: [grantFor(agent, secret.id, 2)],
+          }),
+          T0,
+          request(),
+        );
+        const beforeVersion = reads(principal);
+        const afterVersion = reads(principal);
+        const served = await Promise.all([...beforeVersion, newVersion, ...afterVersion]);
+        assert.ok(
+          served.every((r) => r !== null),
+          "no read is denied while its grant is re-wrapped",
+        );
+        const rotated = newAgent("ci");
+        const next = newToken();
+        const rotate = store.rotateAgent(
+          {
+            agentId: agent.id,
+            expectedEncPk: agent.encPk,
+            encPk: rotated.encPk,
+            createdAt: T0 + 1,
+            keySig: rotated.keySig,
+          },
+          next,
+          [grantFor({ ...agent, encPk: rotated.encPk }, secret.id, 2)],
+          T0,
+          request(),
+        );
+        const racing = await Promise.allSettled([...reads(principal), rotate]);
+        assert.equal(racing.at(-1)?.status, "fulfilled", "the rotate commits");
+        // A read with the old token either committed before the rotate or was refused.
+        const racingOk = racing
+          .slice(0, -1)
+          .filter((r) => r.status === "fulfilled" && r.value !== null).length;
+        const [grant] = await store.listGrants({ agentIds: [agent.id] });
+        assert.equal(grant?.uses, 30 + racingOk, "every served read counted once");
+      });
+    });
+
     describe("fail closed: an audit failure rolls the whole operation back", () => {
       it("creates no agent, writes no secret, releases no value, revokes nothing", async () => {
         const { secret, agent, token, principal } = await setup();

@@ -101,6 +101,11 @@ export async function rotateAgentPg(
     throw new KeyholeError("conflict", "the agent already has a newer key");
   }
   assertGrantsFor(grants, agent.id, update.encPk);
+  // Fetches count uses without the owner lock: hold the agent's token, then its grants (the
+  // order a fetch takes them, so the two cannot deadlock), so that no use is counted between
+  // reading the uses below and replacing the grants (it would be lost from the budget).
+  await sql`SELECT 1 FROM agent_tokens WHERE agent_id = ${agent.id} FOR UPDATE`;
+  await sql`SELECT 1 FROM grants WHERE agent_id = ${agent.id} FOR UPDATE`;
   const active = await activeGrantRows(sql, "agent", agent.id, now);
   if (
     !sameSet(
@@ -222,18 +227,24 @@ export async function getSecretForAgentPg(
 ): Promise<AgentSecret | null> {
   const { sql } = tx;
   const agentId = await checkPrincipal(sql, principal, now);
-  const [row] = await sql<FetchRow[]>`
-    SELECT s.*,
-      g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
-      g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts, g.max_uses AS g_max_uses,
-      g.uses AS g_uses, g.sig AS g_sig, g.created_at AS g_created_at,
-      v.value AS value
-    FROM secrets s
-    JOIN grants g ON g.agent_id = ${agentId} AND g.secret_id = s.id
-      AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
-    JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
-    WHERE s.name = ${name}
-    FOR KEY SHARE OF g`;
+  const fetchRow = async () => {
+    const [found] = await sql<FetchRow[]>`
+      SELECT s.*,
+        g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
+        g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts,
+        g.max_uses AS g_max_uses, g.uses AS g_uses, g.sig AS g_sig, g.created_at AS g_created_at,
+        v.value AS value
+      FROM secrets s
+      JOIN grants g ON g.agent_id = ${agentId} AND g.secret_id = s.id
+        AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
+      JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+      WHERE s.name = ${name}
+      FOR KEY SHARE OF g`;
+    return found;
+  };
+  // A read that waited for a new version to commit finds its old grant gone and cannot see the
+  // new one in its snapshot: once more, with a fresh one, before denying.
+  const row = (await fetchRow()) ?? (await fetchRow());
   let grant = row === undefined ? undefined : grantOfFetchRow(row);
   if (row === undefined || grant === undefined) {
     // The rare path: tell a missing secret from a missing grant, for the owner's audit log.
