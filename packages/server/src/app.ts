@@ -252,15 +252,15 @@ export function createApp(deps: AppDeps): App {
   }
 
   /**
-   * For an answer made from a storage fault: one log line naming the SQLite code (never the
-   * error's message), a count, and readiness down. False for any other error.
+   * For an answer made from a storage fault: one log line naming the database code (`SQLITE_…`,
+   * `PG_…`; never the error's message), a count, and readiness down. False for any other error.
    */
   function noteStorageFailure(error: KeyholeError, ctx: RequestContext): boolean {
     const cause = storageCause(error);
     if (cause === null) return false;
     deps.logger.event("error", "storage failure", {
       request_id: ctx.requestId,
-      sqlite_code: cause,
+      storage_code: cause,
       answer: error.code,
     });
     metrics?.storageFailure(cause);

@@ -41,12 +41,12 @@ export class Metrics {
   /** `method route` → histogram. */
   readonly #latency = new Map<string, Latency>();
   readonly #authFailures = new Map<Role, number>();
-  /** SQLite result code → writes refused for lack of storage (store/storage-errors.ts). */
+  /** Database code (`SQLITE_…`, `PG_…`) → requests refused for it (store/storage-errors.ts). */
   readonly #storageFailures = new Map<string, number>();
 
-  /** Counts a request answered 503 for a storage fault or lock contention, by SQLite code. */
-  storageFailure(sqliteCode: string): void {
-    this.#storageFailures.set(sqliteCode, (this.#storageFailures.get(sqliteCode) ?? 0) + 1);
+  /** Counts a request answered 503 for a storage fault or contention, by database code. */
+  storageFailure(code: string): void {
+    this.#storageFailures.set(code, (this.#storageFailures.get(code) ?? 0) + 1);
   }
 
   /** Counts a finished request; `route` null when none matched. */

@@ -221,13 +221,13 @@ describe("storage faults", () => {
       const lines = storageLines(t);
       assertOneLinePerRefusal(t, refused);
       for (const line of lines) {
-        assert.equal(line.sqlite_code, "SQLITE_FULL");
+        assert.equal(line.storage_code, "SQLITE_FULL");
         assert.deepEqual(Object.keys(line).sort(), [
           "answer",
           "level",
           "msg",
           "request_id",
-          "sqlite_code",
+          "storage_code",
           "time",
         ]);
       }
@@ -274,7 +274,7 @@ describe("storage faults", () => {
       assert.equal((await get(t, "/readyz")).status, 503);
       assert.equal((await owner.request("GET", "/v1/owner/secrets")).status, 200);
       assertOneLinePerRefusal(t, [write, read]);
-      for (const line of storageLines(t)) assert.equal(line.sqlite_code, "SQLITE_READONLY");
+      for (const line of storageLines(t)) assert.equal(line.storage_code, "SQLITE_READONLY");
 
       pragma("query_only = OFF");
       assert.equal((await agentGet(t.url, agent, "/v1/agent/secrets/base")).status, 200);
@@ -314,7 +314,7 @@ describe("storage faults", () => {
       assert.equal(ready.status, 503, "not ready, however long it waits");
       assert.equal(errorCode(ready), "storage_unavailable");
       assert.equal((await get(t, "/healthz")).status, 200);
-      assert.ok(storageLines(t).every((line) => line.sqlite_code === SYNC_FAILED_CODE));
+      assert.ok(storageLines(t).every((line) => line.storage_code === SYNC_FAILED_CODE));
       assertNo500(t);
     } finally {
       await t.close();
@@ -334,7 +334,7 @@ describe("storage faults", () => {
       assert.equal(errorCode(write), "unavailable");
       assert.equal(write.headers["retry-after"], "1");
       assert.deepEqual(
-        storageLines(t).map((line) => [line.sqlite_code, line.answer]),
+        storageLines(t).map((line) => [line.storage_code, line.answer]),
         [["SQLITE_BUSY", "unavailable"]],
       );
       assert.equal((await get(t, "/readyz")).status, 200, "contention is not a storage fault");
@@ -368,7 +368,7 @@ describe("storage faults", () => {
       assert.equal((await get(t, "/readyz")).status, 503);
       assert.equal((await owner.request("GET", "/v1/owner/secrets")).status, 200);
       for (const line of storageLines(t)) {
-        assert.match(String(line.sqlite_code), /^SQLITE_(FULL|IOERR)/);
+        assert.match(String(line.storage_code), /^SQLITE_(FULL|IOERR)/);
       }
 
       const smallAfter = await smallWritesUntilRefused(owner);
@@ -381,7 +381,7 @@ describe("storage faults", () => {
       ctx.diagnostic(
         `storage-faults: 2 MiB tmpfs: ${acked.size} writes acknowledged, ${smallAfter} small ` +
           `writes committed after the first refusal, ${refused.length} refused, nothing lost; ` +
-          `SQLite said ${[...new Set(storageLines(t).map((l) => l.sqlite_code))].join(", ")}`,
+          `SQLite said ${[...new Set(storageLines(t).map((l) => l.storage_code))].join(", ")}`,
       );
       await t.close({ keepDir: true });
       t = null;
