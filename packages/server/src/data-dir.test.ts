@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -22,8 +23,9 @@ import {
   loadOrCreateKeyFile,
   loadOrCreateTextFile,
   prepareDataDir,
+  readKeyFile,
 } from "./data-dir.js";
-import { DEFAULT_PORT, startServer } from "./server.js";
+import { DEFAULT_PORT, type ServerOptions, startServer } from "./server.js";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 const POSIX = { skip: process.platform === "win32" ? "no modes or uids on Windows" : false };
@@ -209,5 +211,74 @@ describe("data directory", () => {
       /^keyhole server: config_error: the data directory .* must not be writable by group or others \(chmod 700\)\n$/,
     );
     assert.doesNotMatch(run.stderr, /\n\s+at /);
+  });
+
+  // Shared keys for servers on one database (--pepper-file, --audit-key-file): read with the
+  // checks of the data directory's own key files, and never created.
+  it("reads a shared key file with the same checks, and never creates one", POSIX, () => {
+    const dir = join(root, "shared");
+    mkdirSync(dir, { mode: 0o700 });
+    const key = join(dir, "pepper");
+    assert.throws(() => readKeyFile(key, 32), configErrorLike(/pepper does not exist/));
+    assert.deepEqual(readdirSync(dir), [], "nothing was created");
+    writeFileSync(key, new Uint8Array(32).fill(7), { mode: 0o600 });
+    assert.deepEqual(readKeyFile(key, 32), new Uint8Array(32).fill(7));
+    chmodSync(key, 0o640);
+    assert.throws(() => readKeyFile(key, 32), configErrorLike(/chmod 600/));
+    chmodSync(key, 0o600);
+    assert.throws(() => readKeyFile(key, 32, someoneElse), configErrorLike(/owned by uid/));
+    writeFileSync(key, new Uint8Array(33));
+    assert.throws(() => readKeyFile(key, 32), configErrorLike(/exactly 32 raw bytes/));
+    symlinkSync(key, join(dir, "link"));
+    assert.throws(() => readKeyFile(join(dir, "link"), 32), configErrorLike(/symbolic link/));
+  });
+
+  it("refuses database options that do not fit together, before creating anything", async () => {
+    const key = (name: string, fill: number) => {
+      const path = join(root, name);
+      writeFileSync(path, new Uint8Array(32).fill(fill), { mode: 0o600 });
+      return path;
+    };
+    const pepperFile = key("db-pepper", 1);
+    const auditKeyFile = key("db-audit-key", 2);
+    const url = "postgres://keyhole:hunter2-secret@127.0.0.1:9/keyhole";
+    const dataDir = join(root, "db-options");
+    const refused = async (options: Partial<ServerOptions>, pattern: RegExp) => {
+      const error = await startServer({ dataDir, port: 0, logLevel: "silent", ...options }).then(
+        () => assert.fail("started"),
+        (e: unknown) => e,
+      );
+      assert.ok(configErrorLike(pattern)(error), String(error));
+      assert.doesNotMatch((error as Error).message, /hunter2|secret|@db|@127/, "never the URL");
+    };
+    await refused({ pepperFile }, /go with --database-url only/);
+    await refused({ auditKeyFile }, /go with --database-url only/);
+    await refused({ databaseSchema: "keyhole" }, /needs --database-url/);
+    await refused({ databaseUrl: url }, /must use the same pepper and audit key/);
+    await refused({ databaseUrl: url, pepperFile }, /--pepper-file and --audit-key-file/);
+    await refused(
+      { databaseUrl: "mysql://keyhole:hunter2-secret@db/x", pepperFile, auditKeyFile },
+      /must start with postgres:\/\/ or postgresql:\/\//,
+    );
+    // An unencoded / in the password: the driver would take part of it for the host.
+    await refused(
+      { databaseUrl: "postgres://keyhole:hunter2/secret@db/x", pepperFile, auditKeyFile },
+      /the database URL is malformed/,
+    );
+    for (const schema of ["", "Keyhole", "a,public", 'a"b', "1a", "x".repeat(64)]) {
+      await refused(
+        { databaseUrl: url, databaseSchema: schema, pepperFile, auditKeyFile },
+        /the database schema must be/,
+      );
+    }
+    await refused(
+      { databaseUrl: url, pepperFile, auditKeyFile: key("db-copy", 1) },
+      /hold the same key/,
+    );
+    assert.ok(!existsSync(dataDir), "no data directory was created");
+    await refused(
+      { databaseUrl: url, pepperFile, auditKeyFile: join(root, "db-missing") },
+      /db-missing does not exist/,
+    );
   });
 });

@@ -95,8 +95,28 @@ export function loadOrCreateKeyFile(
   const bytes =
     readPrivateFile(path, owner) ??
     createPrivateFile(path, new Uint8Array(randomBytes(length)), owner);
+  return checkKeyLength(path, bytes, length);
+}
+
+/**
+ * Reads a key file of exactly `length` bytes that must already exist, with the checks of the
+ * data directory's own key files (no symbolic link, a regular file owned by `owner`, mode 0600
+ * or stricter). For keys made elsewhere and shared by several servers (`--pepper-file`): a
+ * missing one is a `config_error`, never created, since a new random key on one server would
+ * silently differ from the others'.
+ */
+export function readKeyFile(path: string, length: number, owner = currentOwner()): Uint8Array {
+  const bytes = readPrivateFile(path, owner);
+  if (bytes === null) throw new KeyholeError("config_error", `${path} does not exist`);
+  return checkKeyLength(path, bytes, length);
+}
+
+function checkKeyLength(path: string, bytes: Uint8Array, length: number): Uint8Array {
   if (bytes.length !== length) {
-    throw new KeyholeError("config_error", `${path} is damaged (wrong length)`);
+    throw new KeyholeError(
+      "config_error",
+      `${path} is damaged (wrong length: a key file holds exactly ${length} raw bytes)`,
+    );
   }
   return bytes;
 }

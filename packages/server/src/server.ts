@@ -1,6 +1,12 @@
 /**
  * Starting and stopping the Keyhole server: prepare the data directory, open the store, make the
  * vault id and bootstrap code at first start, and listen on plain `node:http` (or `node:https`).
+ *
+ * The store is SQLite in the data directory, or, with `databaseUrl`, PostgreSQL shared by several
+ * servers (issue 6). Either way the data directory stays per server: its lock, revoked-tokens
+ * list and bootstrap code. The pepper and the audit key must then be the same on every server,
+ * so they come from files the operator gives (`pepperFile`, `auditKeyFile`), never from the
+ * database: a stolen database alone must still not let anyone test token guesses.
  */
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
@@ -18,9 +24,16 @@ import {
   loadOrCreateKeyFile,
   loadOrCreateTextFile,
   prepareDataDir,
+  readKeyFile,
   removeFile,
 } from "./data-dir.js";
 import { lockDataDir } from "./data-lock.js";
+import {
+  checkDatabaseUrl,
+  checkSchemaName,
+  type DatabaseTarget,
+  databaseStartupError,
+} from "./database-url.js";
 import { TrustedProxies } from "./http/client-address.js";
 import { answerClientError } from "./http/client-error.js";
 import { type HealthLimits, startHealthListener } from "./http/health-listener.js";
@@ -31,8 +44,32 @@ import { VaultState } from "./vault-state.js";
 
 /** How to run the server. */
 export interface ServerOptions {
-  /** The data directory (created 0700 if missing). */
+  /** The data directory (created 0700 if missing); one per server, even on a shared database. */
   dataDir: string;
+  /**
+   * `postgres://user:password@host:port/database`: keep the data in PostgreSQL instead of
+   * `DATA_DIR/keyhole.db`, so several servers can share it. Never logged (it may hold a
+   * password); start-up errors name only its `host:port`. Needs `pepperFile` and `auditKeyFile`.
+   */
+  databaseUrl?: string;
+  /**
+   * The PostgreSQL schema Keyhole's tables live in (lower-case letters, digits, `_`; it must
+   * exist). Default: the database user's default, normally `public`. Only with `databaseUrl`.
+   */
+  databaseSchema?: string;
+  /**
+   * The pepper (exactly 32 random bytes, mode 0600, owned by this user), the same file content
+   * on every server sharing `databaseUrl`. Required with `databaseUrl` and refused without it: a
+   * SQLite server keeps its own in `DATA_DIR/pepper`, and a pepper that came from a flag one day
+   * and from the data directory the next would silently lock every agent out.
+   */
+  pepperFile?: string;
+  /**
+   * The audit checkpoint signing seed (exactly 32 random bytes, mode 0600), shared like
+   * `pepperFile`, so every server signs checkpoints with the key the owner pinned. Required with
+   * `databaseUrl`, refused without it.
+   */
+  auditKeyFile?: string;
   /** Address to listen on; default `127.0.0.1`. */
   host?: string;
   /** Port; default 8250, 0 for any free port. */
@@ -92,6 +129,7 @@ export const DEFAULT_PORT = 8250;
 
 /** Hooks for tests: their own store (fault injection) and rate-limit tuning. */
 export interface ServerInternals {
+  /** Opens the SQLite store at `path` (not used with `databaseUrl`). */
   readonly openStore?: (path: string) => Store;
   readonly limits?: LimiterOptions;
   readonly maxInFlight?: number;
@@ -137,6 +175,7 @@ export async function startServerWith(
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     throw new KeyholeError("config_error", "TLS needs both a certificate and a key");
   }
+  const database = checkDatabaseOptions(options);
   // Checked before anything is created: a typo here must not start a server that trusts nobody.
   const trustedProxies = options.trustedProxies ?? [];
   const wideProxyRanges = new TrustedProxies(trustedProxies).wideRanges();
@@ -154,9 +193,15 @@ export async function startServerWith(
       { ranges: wideProxyRanges.join(",") },
     );
   }
+  // Shared keys are read first: a wrong one is refused before the data directory is made.
+  const sharedKeys = database === null ? null : readSharedKeys(options);
   const files = prepareDataDir(options.dataDir);
-  const peppers = new PepperRing(loadOrCreateKeyFile(files.pepper, 32));
-  const auditKey = auditKeyFromSeed(loadOrCreateKeyFile(files.auditKey, 32));
+  const keys = sharedKeys ?? {
+    pepper: loadOrCreateKeyFile(files.pepper, 32),
+    auditSeed: loadOrCreateKeyFile(files.auditKey, 32),
+  };
+  const peppers = new PepperRing(keys.pepper);
+  const auditKey = auditKeyFromSeed(keys.auditSeed);
   const tls =
     options.tlsCert !== undefined && options.tlsKey !== undefined
       ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
@@ -166,25 +211,38 @@ export async function startServerWith(
   const lock = lockDataDir(options.dataDir);
   let store: Store;
   try {
-    const pragmaHook = internals.storagePragma;
-    store = (
-      internals.openStore ??
-      ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
-    )(files.db);
+    if (database === null) {
+      const pragmaHook = internals.storagePragma;
+      store = (
+        internals.openStore ??
+        ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
+      )(files.db);
+    } else {
+      store = await openDatabase(database);
+      logger.event("info", "storage: PostgreSQL", { database: database.target.endpoint });
+    }
   } catch (error) {
     lock.release();
     throw error;
   }
   try {
-    const vaultRecord = await store.ensureVault(newId("vault"), clock());
+    const vaultRecord = await store.ensureVault(newId("vault"), clock()).catch((error: unknown) => {
+      // The first write: a database that went away or refuses writes is said so in one line.
+      throw database === null ? error : databaseStartupError(error, database.target.endpoint);
+    });
     // Once the vault has an owner the file existed: a missing one is refused, unless allowed.
+    // On a shared database a server with a new data directory joins a running vault: its list
+    // starts from the database's retired tokens, the shared record of every revoke and rotate.
     const initialised = vaultRecord.ownerSignPk !== null;
+    const mayCreate = !initialised || options.allowMissingRevocations === true || database !== null;
     const revoked = RevokedTokens.open(
       files.revokedTokens,
       currentOwner(),
-      initialised && options.allowMissingRevocations !== true ? "refuse" : "create",
+      mayCreate ? "create" : "refuse",
     );
-    if (initialised && revoked.created) {
+    if (initialised && revoked.created && database !== null) {
+      logger.event("info", "revoked-tokens created from the shared database's retired tokens");
+    } else if (initialised && revoked.created) {
       logger.event(
         "error",
         "revoked-tokens was missing and has been re-created from the database " +
@@ -283,6 +341,89 @@ export async function startServerWith(
     await store.close();
     lock.release();
     throw error;
+  }
+}
+
+/** A checked `databaseUrl` with its schema. */
+interface DatabaseChoice {
+  readonly target: DatabaseTarget;
+  readonly schema: string | undefined;
+}
+
+/**
+ * Checks the database options together, before anything is created: the URL and schema, and
+ * the key files that go with a shared database (and only with one). Null: SQLite.
+ */
+function checkDatabaseOptions(options: ServerOptions): DatabaseChoice | null {
+  const { databaseUrl, databaseSchema, pepperFile, auditKeyFile } = options;
+  if (databaseUrl === undefined) {
+    if (databaseSchema !== undefined) {
+      throw new KeyholeError("config_error", "--database-schema needs --database-url");
+    }
+    if (pepperFile !== undefined || auditKeyFile !== undefined) {
+      throw new KeyholeError(
+        "config_error",
+        "--pepper-file and --audit-key-file (KEYHOLE_PEPPER_FILE, KEYHOLE_AUDIT_KEY_FILE) go " +
+          "with --database-url only: a server on its own SQLite database keeps its pepper and " +
+          "audit key in its data directory",
+      );
+    }
+    return null;
+  }
+  const target = checkDatabaseUrl(databaseUrl);
+  if (databaseSchema !== undefined) checkSchemaName(databaseSchema);
+  if (pepperFile === undefined || auditKeyFile === undefined) {
+    throw new KeyholeError(
+      "config_error",
+      "with --database-url, every server sharing the database must use the same pepper and " +
+        "audit key, so they are not kept in the data directory: give --pepper-file and " +
+        "--audit-key-file (or KEYHOLE_PEPPER_FILE and KEYHOLE_AUDIT_KEY_FILE), two files of " +
+        "32 random bytes, mode 0600, copied to every server",
+    );
+  }
+  return { target, schema: databaseSchema };
+}
+
+/**
+ * The pepper and the audit key seed of a shared database, from the operator's files, which must
+ * exist (a SQLite server's own live in its data directory, created at first start).
+ */
+function readSharedKeys(options: ServerOptions): { pepper: Uint8Array; auditSeed: Uint8Array } {
+  // Both checked present by checkDatabaseOptions.
+  const pepper = readKeyFile(options.pepperFile as string, 32);
+  const auditSeed = readKeyFile(options.auditKeyFile as string, 32);
+  // One key as both an HMAC key and a signing seed: a mistake worth refusing (the same file
+  // given twice, or a copy of it).
+  if (Buffer.from(pepper).equals(Buffer.from(auditSeed))) {
+    throw new KeyholeError(
+      "config_error",
+      "--pepper-file and --audit-key-file hold the same key: make two different ones",
+    );
+  }
+  return { pepper, auditSeed };
+}
+
+/**
+ * Opens the PostgreSQL store. The driver is imported here only, so a SQLite server never loads
+ * it. Any failure becomes one coded line naming host:port, never the URL.
+ */
+async function openDatabase(database: DatabaseChoice): Promise<Store> {
+  let driver: typeof import("./store/postgres.js");
+  try {
+    driver = await import("./store/postgres.js");
+  } catch {
+    throw new KeyholeError(
+      "config_error",
+      "the PostgreSQL driver (npm package postgres) could not be loaded; reinstall Keyhole",
+    );
+  }
+  try {
+    return await driver.openPostgresStore({
+      url: database.target.url,
+      ...(database.schema === undefined ? {} : { schema: database.schema }),
+    });
+  } catch (error) {
+    throw databaseStartupError(error, database.target.endpoint);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * Test support: a real server on 127.0.0.1, port 0, over a real SQLite file in a temp dir, with
- * a settable clock, captured log lines, an audit-failure switch and optional rate-limit tuning.
+ * Test support: a real server on 127.0.0.1, port 0, over a real SQLite file in a temp dir (or a
+ * shared PostgreSQL schema), with a settable clock, captured log lines, an audit-failure switch
+ * (SQLite only) and optional rate-limit tuning.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -75,6 +76,20 @@ export interface TestServerOptions {
   readonly trustedProxies?: readonly string[];
   /** `ServerOptions.healthPort`. */
   readonly healthPort?: number;
+  /**
+   * PostgreSQL instead of SQLite (`ServerOptions.databaseUrl` and the key files that go with
+   * it; see test-support/postgres.ts). `wrapStore`, `syncHook`, `storagePragma` and
+   * `auditFault` act on the SQLite store only.
+   */
+  readonly database?: TestDatabase;
+}
+
+/** A shared database for several test servers. */
+export interface TestDatabase {
+  readonly url: string;
+  readonly schema: string;
+  readonly pepperFile: string;
+  readonly auditKeyFile: string;
 }
 
 /** Starts a server for one test file or test. */
@@ -97,6 +112,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
       ...(options.trustedProxies === undefined ? {} : { trustedProxies: options.trustedProxies }),
       ...(options.healthPort === undefined ? {} : { healthPort: options.healthPort }),
+      ...(options.database === undefined
+        ? {}
+        : {
+            databaseUrl: options.database.url,
+            databaseSchema: options.database.schema,
+            pepperFile: options.database.pepperFile,
+            auditKeyFile: options.database.auditKeyFile,
+          }),
     },
     {
       openStore: (path) => {

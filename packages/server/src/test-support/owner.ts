@@ -113,6 +113,16 @@ export class TestOwner {
     return new TestOwner(signKey, enc, url, now);
   }
 
+  /**
+   * The same owner (keys, vault id, clock) talking to the server at `url`: several servers on
+   * one database, each used at the same time.
+   */
+  at(url: string): TestOwner {
+    const other = new TestOwner(this.signKey, this.enc, url, this.now);
+    other.vaultId = this.vaultId;
+    return other;
+  }
+
   /** Creates keys and initialises the server; fails the test if init does not succeed. */
   static async initialized(server: {
     url: string;

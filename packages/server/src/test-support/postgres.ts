@@ -3,6 +3,12 @@
  * passes its URL in KEYHOLE_TEST_DATABASE_URL. Under CI a missing server is an error, never a
  * skip: the PostgreSQL adapter must be tested on every run.
  */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import type { TestDatabase } from "./harness.js";
 
 /** The test server's URL, or null when there is none (outside CI only). */
 export function pgTestUrl(): string | null {
@@ -12,4 +18,45 @@ export function pgTestUrl(): string | null {
     throw new Error("CI must run the PostgreSQL tests, but KEYHOLE_TEST_DATABASE_URL is not set");
   }
   return null;
+}
+
+/** A fresh schema on the test server, with the shared pepper and audit key files servers need. */
+export interface SharedTestDatabase extends TestDatabase {
+  /** Drops the schema and deletes the key files. */
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates an empty schema `t_<random>` (so test files and runs never see each other's data) and
+ * two key files of 32 random bytes, mode 0600, as an operator would copy to every server.
+ */
+export async function sharedTestDatabase(url: string): Promise<SharedTestDatabase> {
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  const schema = `t_${randomBytes(8).toString("hex")}`;
+  const keyDir = mkdtempSync(join(tmpdir(), "keyhole-shared-keys-"));
+  try {
+    await admin`CREATE SCHEMA ${admin(schema)}`;
+  } catch (error) {
+    await admin.end({ timeout: 5 });
+    rmSync(keyDir, { recursive: true, force: true });
+    throw error;
+  }
+  const pepperFile = join(keyDir, "pepper");
+  const auditKeyFile = join(keyDir, "audit-key");
+  writeFileSync(pepperFile, randomBytes(32), { mode: 0o600 });
+  writeFileSync(auditKeyFile, randomBytes(32), { mode: 0o600 });
+  return {
+    url,
+    schema,
+    pepperFile,
+    auditKeyFile,
+    drop: async () => {
+      try {
+        await admin`DROP SCHEMA IF EXISTS ${admin(schema)} CASCADE`;
+      } finally {
+        await admin.end({ timeout: 5 });
+        rmSync(keyDir, { recursive: true, force: true });
+      }
+    },
+  };
 }

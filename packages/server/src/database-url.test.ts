@@ -1,0 +1,81 @@
+// The database URL of `--database-url`: checked without repeating it, and start-up failures told
+// as one line naming only host:port and a code (no PostgreSQL needed here; the real failures
+// against a real server are in multi-server.test.ts).
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isKeyholeError, KeyholeError } from "@keyhole/core";
+import { checkDatabaseUrl, checkSchemaName, databaseStartupError } from "./database-url.js";
+import { withStorageCause } from "./store/storage-errors.js";
+
+const configError = (error: unknown) => isKeyholeError(error) && error.code === "config_error";
+
+describe("database URL", () => {
+  it("names host:port only, with the driver's defaults and PGHOST/PGPORT fallbacks", () => {
+    const cases: [string, Record<string, string>, string][] = [
+      ["postgres://u:pw@db.internal:6543/keyhole?sslmode=verify-full", {}, "db.internal:6543"],
+      ["postgresql://u:p%40ss@db/keyhole", {}, "db:5432"],
+      ["postgres://[::1]:5433/keyhole", {}, "[::1]:5433"],
+      ["postgres:///keyhole", { PGHOST: "pg.local", PGPORT: "5999" }, "pg.local:5999"],
+      ["postgres:///keyhole", {}, "localhost:5432"],
+    ];
+    for (const [url, env, endpoint] of cases) {
+      assert.deepEqual(checkDatabaseUrl(url, env), { url, endpoint });
+    }
+  });
+
+  it("refuses other schemes and URLs the driver would split its own way, never quoting them", () => {
+    for (const url of [
+      "mysql://u:hunter2@db/x",
+      "POSTGRES://u:hunter2@db/x",
+      "postgres:/u:hunter2@db/x",
+      "postgres://u:hunter2/x@db/x",
+      "postgres://u:hunter2?x@db/x",
+      "postgres://u:hunter2@h1:5432,h2:5433/x",
+    ]) {
+      assert.throws(
+        () => checkDatabaseUrl(url, {}),
+        (error: unknown) => configError(error) && !(error as Error).message.includes("hunter2"),
+        url,
+      );
+    }
+  });
+
+  it("accepts only plain lower-case schema names (they travel in search_path)", () => {
+    for (const ok of ["keyhole", "_k", "t_0123abcd", "a".repeat(63)]) checkSchemaName(ok);
+    for (const bad of ["", "Keyhole", "9a", "a,public", "a b", '"a"', "a".repeat(64)]) {
+      assert.throws(() => checkSchemaName(bad), configError, bad);
+    }
+  });
+
+  it("turns start-up failures into one line with host:port and a code, never a message", () => {
+    const leaky = (code: string) =>
+      Object.assign(new Error("password authentication failed: hunter2 at postgres://x"), { code });
+    const cases: [unknown, string, RegExp][] = [
+      [
+        withStorageCause(new KeyholeError("unavailable", "retry shortly"), "PG_ECONNREFUSED"),
+        "unavailable",
+        /^cannot reach the database at db:5432 \(PG_ECONNREFUSED\); check that PostgreSQL/,
+      ],
+      [leaky("ENOTFOUND"), "unavailable", /^cannot reach the database at db:5432 \(PG_ENOTFOUND\)/],
+      [leaky("CONNECT_TIMEOUT"), "unavailable", /\(PG_CONNECT_TIMEOUT\)/],
+      [leaky("28P01"), "config_error", /refused the user name or password .*\(PG_28P01\)$/],
+      [leaky("3D000"), "config_error", /database named in the URL does not exist at db:5432/],
+      [leaky("3F000"), "config_error", /--database-schema does not exist .*create it first/],
+      [leaky("42501"), "config_error", /may not create or use Keyhole's tables/],
+      [leaky("SELF_SIGNED_CERT_IN_CHAIN"), "config_error", /^cannot use the database at db:5432/],
+      [leaky("not a code: hunter2"), "config_error", /^cannot use the database at db:5432$/],
+      [new Error("hunter2"), "config_error", /^cannot use the database at db:5432$/],
+      [
+        withStorageCause(new KeyholeError("storage_unavailable"), "PG_53100"),
+        "storage_unavailable",
+        /^the database at db:5432 cannot store data \(PG_53100\)$/,
+      ],
+    ];
+    for (const [error, code, pattern] of cases) {
+      const mapped = databaseStartupError(error, "db:5432");
+      assert.equal(mapped.code, code, mapped.message);
+      assert.match(mapped.message, pattern);
+      assert.doesNotMatch(mapped.message, /hunter2|postgres:\/\/|\n/);
+    }
+  });
+});
