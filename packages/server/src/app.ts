@@ -20,12 +20,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { encodeBase64url, isKeyholeError, isWireErrorCode, KeyholeError } from "@keyhole/core";
 import type { AuditKey } from "./audit/audit-key.js";
+import { type AuthState, memoryAuthState } from "./auth/auth-state.js";
 import type { BootstrapCode } from "./auth/bootstrap.js";
 import { FailedAuthRecorder } from "./auth/failed-auth.js";
 import { AuthGate } from "./auth/gate.js";
-import { NonceCache } from "./auth/nonce-cache.js";
 import type { PepperRing } from "./auth/pepper.js";
-import { DEFAULT_LIMITS, FailureLimiter, type LimiterOptions } from "./auth/rate-limit.js";
+import type { LimiterOptions } from "./auth/rate-limit.js";
 import type { RevokedTokens } from "./auth/revoked-tokens.js";
 import { isBodyTimeout, MAX_BODY_BYTES, readBody } from "./http/body.js";
 import { normalizeAddress, sourceKey, TrustedProxies } from "./http/client-address.js";
@@ -58,6 +58,11 @@ export interface AppDeps {
   readonly logger: Logger;
   /** Failed-authentication limits (tests shrink them). */
   readonly limits?: LimiterOptions;
+  /**
+   * Nonces and failure limits (auth-state.ts): shared through the database when several servers
+   * use one; default in memory, with `limits`.
+   */
+  readonly authState?: AuthState;
   /** Serve `GET /metrics`; default false (then it is a 404 like any unknown path). */
   readonly metrics?: boolean;
   /** Requests in flight before new ones are shed with 503 (tests shrink it). */
@@ -75,6 +80,8 @@ export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Writes `auth.failed` counts still held back by the throttle (all of them with `force`). */
   flushFailedAuth(force?: boolean): Promise<void>;
+  /** Drops expired nonces and failure counts (the shared ones live in the database). */
+  pruneAuthState(): Promise<void>;
   /**
    * From now on every answer closes its connection (the server is stopping): a keep-alive
    * client cannot keep a stopping server busy, and each connection ends after the answer it is
@@ -101,15 +108,14 @@ export function createApp(deps: AppDeps): App {
     send(res, requestId, status, body, draining ? { ...headers, connection: "close" } : headers);
   const proxies = new TrustedProxies(deps.trustedProxies);
   const failures = new FailedAuthRecorder(deps.store, deps.clock);
+  // Created now: owner requests signed before this moment are refused (see nonce-cache.ts).
+  const authState = deps.authState ?? memoryAuthState(deps.clock(), deps.limits);
   const gate = new AuthGate({
     store: deps.store,
     peppers: deps.peppers,
     revoked: deps.revoked,
     vault: deps.vault,
-    // Created now: owner requests signed before this moment are refused (see nonce-cache.ts).
-    nonces: new NonceCache({ since: deps.clock() }),
-    sources: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
-    tokens: new FailureLimiter(deps.limits ?? DEFAULT_LIMITS),
+    ...authState,
     failures,
   });
   const metrics = deps.metrics === true ? new Metrics() : null;
@@ -333,6 +339,7 @@ export function createApp(deps: AppDeps): App {
         });
     },
     flushFailedAuth: (force = false) => failures.flush(force),
+    pruneAuthState: () => authState.prune(deps.clock()),
     drain: () => {
       draining = true;
     },

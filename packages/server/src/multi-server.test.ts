@@ -183,6 +183,18 @@ if (url === null) {
       }
     });
 
+    it("an owner request used on one server is refused as a replay by the others", async () => {
+      const target = "/v1/owner/agents";
+      const authorization = await owner.authorization("GET", target, undefined);
+      const captured = { method: "GET", path: target, headers: { authorization } };
+      assert.equal((await call(s(0).url, captured)).status, 200);
+      for (const i of [1, 2]) {
+        const replayed = await call(s(i).url, captured);
+        assert.equal(replayed.status, 401, replayed.text);
+        assert.equal(errorCode(replayed), "unauthenticated");
+      }
+    });
+
     it("under load from all three servers the audit log stays one gap-free chain", async () => {
       await o(0).putSecret("hot", canary());
       const agent = await o(0).createAgent("loader", ["hot"]);
@@ -251,6 +263,47 @@ if (url === null) {
         (e) => e.action === "secret.write" && e.result === "ok" && e.actor_type === "owner",
       );
       assert.ok(writesLogged.length >= 9, "the interleaved owner writes are in the log too");
+    });
+  });
+
+  describe("failed-authentication limits on a shared database", () => {
+    let db: SharedTestDatabase | undefined;
+    const servers: TestServer[] = [];
+    // Three failures in a minute are allowed, the fourth blocks: counted across both servers.
+    const limits = {
+      maxFailures: 3,
+      windowMs: 60_000,
+      baseBlockMs: 60_000,
+      maxBlockMs: 600_000,
+      quietMs: 600_000,
+      maxKeys: 100,
+    };
+    before(async () => {
+      db = await sharedTestDatabase(url);
+      for (let i = 0; i < 2; i++) {
+        servers.push(await startTestServer({ database: db, limits, logLevel: "error" }));
+      }
+    });
+    after(async () => {
+      await Promise.all(servers.map((s) => s.close()));
+      await db?.drop();
+    });
+
+    it("hold across servers: failures split between two servers block the source on both", async () => {
+      // A well-formed agent header whose token id no agent has.
+      const bogus = `Keyhole ${"A".repeat(22)}.${"B".repeat(43)}`;
+      const attempt = (server: TestServer) =>
+        call(server.url, {
+          method: "GET",
+          path: "/v1/agent/self",
+          headers: { authorization: bogus },
+        });
+      const answers: number[] = [];
+      for (const server of [servers[0], servers[1], servers[0], servers[1], servers[0]]) {
+        answers.push((await attempt(server as TestServer)).status);
+      }
+      // Alone, each server would have seen at most three failures and answered 401 throughout.
+      assert.deepEqual(answers, [401, 401, 401, 429, 429]);
     });
   });
 

@@ -15,6 +15,7 @@ import type { AddressInfo } from "node:net";
 import { KeyholeError, newId } from "@keyhole/core";
 import { createApp } from "./app.js";
 import { auditKeyFromSeed } from "./audit/audit-key.js";
+import type { AuthState } from "./auth/auth-state.js";
 import { BootstrapCode, newBootstrapCode } from "./auth/bootstrap.js";
 import { PepperRing } from "./auth/pepper.js";
 import type { LimiterOptions } from "./auth/rate-limit.js";
@@ -210,6 +211,8 @@ export async function startServerWith(
   // Everything before this only reads or creates files; from here on the directory is ours.
   const lock = lockDataDir(options.dataDir);
   let store: Store;
+  // Null: in memory (one server); shared through the database otherwise (auth/auth-state.ts).
+  let authState: AuthState | null = null;
   try {
     if (database === null) {
       const pragmaHook = internals.storagePragma;
@@ -218,7 +221,7 @@ export async function startServerWith(
         ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
       )(files.db);
     } else {
-      store = await openDatabase(database);
+      ({ store, authState } = await openDatabase(database, clock(), logger, internals.limits));
       logger.event("info", "storage: PostgreSQL", { database: database.target.endpoint });
     }
   } catch (error) {
@@ -271,6 +274,7 @@ export async function startServerWith(
       metrics: options.metrics === true,
       trustedProxies,
       ...(internals.limits === undefined ? {} : { limits: internals.limits }),
+      ...(authState === null ? {} : { authState }),
       ...(internals.maxInFlight === undefined ? {} : { maxInFlight: internals.maxInFlight }),
       ...(internals.maxInFlightPerSource === undefined
         ? {}
@@ -304,6 +308,9 @@ export async function startServerWith(
       app
         .flushFailedAuth()
         .catch((error: unknown) => logger.unexpected("audit flush failed", error));
+      app
+        .pruneAuthState()
+        .catch((error: unknown) => logger.unexpected("auth state prune failed", error));
     }, 5_000);
     flush.unref();
     let closing: Promise<void> | null = null;
@@ -407,10 +414,19 @@ function readSharedKeys(options: ServerOptions): { pepper: Uint8Array; auditSeed
  * Opens the PostgreSQL store. The driver is imported here only, so a SQLite server never loads
  * it. Any failure becomes one coded line naming host:port, never the URL.
  */
-async function openDatabase(database: DatabaseChoice): Promise<Store> {
+async function openDatabase(
+  database: DatabaseChoice,
+  since: number,
+  logger: Logger,
+  limits: LimiterOptions | undefined,
+): Promise<{ store: Store; authState: AuthState }> {
   let driver: typeof import("./store/postgres.js");
+  let shared: typeof import("./auth/pg-auth-state.js");
   try {
-    driver = await import("./store/postgres.js");
+    [driver, shared] = await Promise.all([
+      import("./store/postgres.js"),
+      import("./auth/pg-auth-state.js"),
+    ]);
   } catch {
     throw new KeyholeError(
       "config_error",
@@ -418,10 +434,13 @@ async function openDatabase(database: DatabaseChoice): Promise<Store> {
     );
   }
   try {
-    return await driver.openPostgresStore({
+    const { store, sql } = await driver.openPostgresBackend({
       url: database.target.url,
       ...(database.schema === undefined ? {} : { schema: database.schema }),
     });
+    // A limiter that falls back to this server's own counts says so, by code only.
+    const onError = (error: unknown) => logger.unexpected("shared rate limit unavailable", error);
+    return { store, authState: shared.postgresAuthState(sql, since, onError, limits) };
   } catch (error) {
     throw databaseStartupError(error, database.target.endpoint);
   }

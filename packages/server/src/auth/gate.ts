@@ -12,7 +12,9 @@
  *   A request presenting a valid credential is always verified and served: guessing a 256-bit
  *   auth key or forging an Ed25519 signature is hopeless anyway, so the limit's job is to stop
  *   floods and low-entropy guessing (the bootstrap code), not to lock out a legitimate agent
- *   that shares an address, or a token id, with someone else's failures.
+ *   that shares an address, or a token id, with someone else's failures. With several servers
+ *   on one PostgreSQL database, the limiters and the owner nonce store are shared through it
+ *   (pg-limiter.ts, pg-nonces.ts), so a limit, a block and a replay check hold across servers.
  * - An agent with a CIDR allowlist is accepted only from those ranges (SECURITY-TESTS #16). A
  *   valid token from elsewhere is a failure like a wrong key (401, counted, `auth.failed` with
  *   reason `agent_source_not_allowed` and `likely_leak`), so a stolen token used from outside
@@ -29,10 +31,10 @@ import type { Store } from "../store/store.js";
 import type { VaultState } from "../vault-state.js";
 import { authenticateAgent } from "./agent-auth.js";
 import { type FailedAuthRecorder, SOURCE_NOT_ALLOWED } from "./failed-auth.js";
-import type { NonceCache } from "./nonce-cache.js";
+import type { NonceStore } from "./nonce-cache.js";
 import { authenticateOwner } from "./owner-auth.js";
 import type { PepperRing } from "./pepper.js";
-import { type FailureLimiter, retryAfterSeconds } from "./rate-limit.js";
+import { type AuthLimiter, retryAfterSeconds } from "./rate-limit.js";
 import type { RevokedTokens } from "./revoked-tokens.js";
 
 /** What the gate needs. */
@@ -41,9 +43,10 @@ export interface GateDeps {
   readonly peppers: PepperRing;
   readonly revoked: Pick<RevokedTokens, "has">;
   readonly vault: VaultState;
-  readonly nonces: NonceCache;
-  readonly sources: FailureLimiter;
-  readonly tokens: FailureLimiter;
+  /** In memory for one server; shared (PostgreSQL) when several serve one database. */
+  readonly nonces: NonceStore;
+  readonly sources: AuthLimiter;
+  readonly tokens: AuthLimiter;
   readonly failures: FailedAuthRecorder;
 }
 
@@ -96,7 +99,7 @@ export class AuthGate {
       if (!addressAllowed(ranges, ctx.clientIp)) {
         return this.fail(ctx, SOURCE_NOT_ALLOWED, result.tokenKey, result.agent.id);
       }
-      this.#deps.tokens.forget(result.tokenKey);
+      await this.#deps.tokens.forget(result.tokenKey);
       ctx.principal = { kind: "agent", agent: result.agent, tokenId: result.tokenId };
     } else {
       return this.fail(ctx, header === "" ? "no_credentials" : "malformed");
@@ -105,8 +108,8 @@ export class AuthGate {
   }
 
   /** Refuses a blocked source before any work (for the bootstrap code). */
-  refuseBlockedSource(ctx: RequestContext): void {
-    const blocked = this.#deps.sources.blockedFor(ctx.source, ctx.now);
+  async refuseBlockedSource(ctx: RequestContext): Promise<void> {
+    const blocked = await this.#deps.sources.blockedFor(ctx.source, ctx.now);
     if (blocked > 0) {
       throw new KeyholeError("rate_limited", undefined, {
         retryAfterSeconds: retryAfterSeconds(blocked),
@@ -125,10 +128,13 @@ export class AuthGate {
     agentId = "",
   ): Promise<never> {
     const { sources, tokens, failures } = this.#deps;
-    const blocked = Math.max(
+    // A limiter that cannot count throws or falls back (pg-limiter.ts); either way this
+    // request ends in an error below, never in success.
+    const [bySource, byToken] = await Promise.all([
       sources.recordFailure(ctx.source, ctx.now),
       tokenKey === null ? 0 : tokens.recordFailure(tokenKey, ctx.now),
-    );
+    ]);
+    const blocked = Math.max(bySource, byToken);
     await failures.record({
       requestId: ctx.requestId,
       clientIp: ctx.clientIp,

@@ -16,6 +16,18 @@
 /** The outcome of presenting a nonce. */
 export type NonceResult = "fresh" | "replayed" | "full";
 
+/**
+ * What owner authentication needs of a nonce store: `NonceCache` (one server, in memory) or
+ * `PgNonceStore` (several servers sharing PostgreSQL, pg-nonces.ts). Owner authentication awaits
+ * `use`; a store that cannot answer throws (the request is refused, never let through unchecked).
+ */
+export interface NonceStore {
+  /** Requests signed before this (server clock, ms) are refused: the store cannot vouch for them. */
+  readonly since: number;
+  /** Records `nonce` unless it was seen within the TTL. */
+  use(nonce: string, now: number): NonceResult | Promise<NonceResult>;
+}
+
 /** How to build a nonce cache. */
 export interface NonceCacheOptions {
   /** When the cache started (server clock, ms): requests signed earlier are refused. */
@@ -27,7 +39,7 @@ export interface NonceCacheOptions {
 }
 
 /** Remembers nonces for `ttlMs`. */
-export class NonceCache {
+export class NonceCache implements NonceStore {
   /** When the cache started: it knows nothing of requests signed before. */
   readonly since: number;
   readonly #ttlMs: number;

@@ -3,7 +3,9 @@
  * `Authorization: Keyhole-Owner <ts_ms>.<b64u nonce>.<b64u sig>`, an Ed25519 signature over the
  * vault id, method, raw request target, timestamp, nonce and body hash. The server accepts
  * `|now − ts| ≤ 60 s` and each nonce once within 120 s, and refuses a request signed before the
- * server started (its nonce cache, in memory, cannot know it: see nonce-cache.ts).
+ * server started (its nonce cache, in memory, cannot know it: see nonce-cache.ts). The nonce store
+ * is in memory (one server) or shared in PostgreSQL (several servers, pg-nonces.ts); a store
+ * that cannot answer throws, so a request is never accepted without its replay check.
  */
 import { createHash } from "node:crypto";
 import {
@@ -13,7 +15,7 @@ import {
   parseOwnerAuthorization,
   verify,
 } from "@keyhole/core";
-import type { NonceCache } from "./nonce-cache.js";
+import type { NonceStore } from "./nonce-cache.js";
 
 /** Why an owner signature failed (for the audit log only). */
 export type OwnerAuthFailure =
@@ -43,7 +45,7 @@ export interface OwnerRequestFacts {
 export async function authenticateOwner(
   header: string,
   request: OwnerRequestFacts,
-  nonces: NonceCache,
+  nonces: NonceStore,
 ): Promise<OwnerAuthResult> {
   const parsed = parseOwnerAuthorization(header);
   if (parsed === null) return { ok: false, reason: "malformed" };
@@ -63,7 +65,7 @@ export async function authenticateOwner(
     return { ok: false, reason: "bad_signature" };
   }
   // Only after the signature verified, so nobody else can fill the cache.
-  const nonce = nonces.use(encodeBase64url(parsed.nonce), request.now);
+  const nonce = await nonces.use(encodeBase64url(parsed.nonce), request.now);
   if (nonce === "replayed") return { ok: false, reason: "replayed_nonce" };
   if (nonce === "full") return { ok: false, reason: "busy" };
   return { ok: true };

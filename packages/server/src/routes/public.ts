@@ -95,7 +95,7 @@ export function publicRoutes(deps: PublicDeps): Route[] {
         const vault = await deps.vault.current();
         if (vault.ownerSignPk !== null) throw new KeyholeError("already_initialized");
         // The bootstrap code is the one low-entropy-looking secret: a blocked source gets no try.
-        deps.gate.refuseBlockedSource(ctx);
+        await deps.gate.refuseBlockedSource(ctx);
         const body = checkBody(ctx.body(), initCheck);
         if (!deps.bootstrap.matches(body.bootstrap_code)) {
           return deps.gate.fail(ctx, "bad_bootstrap_code");

@@ -59,10 +59,11 @@ if (url === null) {
         );
         await Promise.all(stores.map((s) => s.close()));
         const sql = admin as postgres.Sql;
-        const rows = await sql`SELECT version FROM ${sql(schema)}.schema_migrations`;
+        const rows =
+          await sql`SELECT version FROM ${sql(schema)}.schema_migrations ORDER BY version`;
         assert.deepEqual(
           rows.map((r) => r.version),
-          [1],
+          [1, 2],
         );
       } finally {
         await drop();

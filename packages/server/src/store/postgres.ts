@@ -16,7 +16,7 @@ import {
   rotateAgentPg,
 } from "./postgres-agents.js";
 import type { PgTx } from "./postgres-db.js";
-import { PgDb, type PostgresStoreOptions, type WriteKind } from "./postgres-db.js";
+import { PgDb, type PostgresStoreOptions, type Sql, type WriteKind } from "./postgres-db.js";
 import {
   activeGrant,
   agentSummary as agentSummaryOf,
@@ -84,7 +84,18 @@ export type { PostgresStoreOptions } from "./postgres-db.js";
 
 /** Connects, applies pending migrations (once, whichever server is first) and opens the store. */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
-  return new PostgresStore(await PgDb.open(options));
+  return (await openPostgresBackend(options)).store;
+}
+
+/**
+ * The store and its connection pool, which the server's shared authentication state
+ * (auth/pg-auth-state.ts) uses too. Closing the store closes the pool.
+ */
+export async function openPostgresBackend(
+  options: PostgresStoreOptions,
+): Promise<{ store: Store; sql: Sql }> {
+  const db = await PgDb.open(options);
+  return { store: new PostgresStore(db), sql: db.sql };
 }
 
 type SummaryRow = AgentRow & { grant_count: number };

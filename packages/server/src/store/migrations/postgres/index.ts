@@ -5,6 +5,10 @@
  */
 import type { Migration } from "../sqlite/index.js";
 import * as initial from "./001-initial.js";
+import * as sharedAuthState from "./002-shared-auth-state.js";
 
 /** Every migration, by ascending version. */
-export const POSTGRES_MIGRATIONS: readonly Migration[] = [{ version: 1, ...initial }];
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  { version: 1, ...initial },
+  { version: 2, ...sharedAuthState },
+];
