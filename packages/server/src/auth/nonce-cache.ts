@@ -56,7 +56,9 @@ export class NonceCache implements NonceStore {
   use(nonce: string, now: number): NonceResult {
     this.#purge(now);
     const expires = this.#expiry.get(nonce);
-    if (expires !== undefined && expires > now) return "replayed";
+    // Still remembered at its expiry instant itself: a request accepted 60 s before its
+    // timestamp passes the time check until exactly 120 s after it was accepted.
+    if (expires !== undefined && expires >= now) return "replayed";
     if (this.#expiry.size >= this.#maxEntries) return "full";
     this.#expiry.set(nonce, now + this.#ttlMs);
     return "fresh";
@@ -69,7 +71,7 @@ export class NonceCache implements NonceStore {
   #purge(now: number): void {
     // Insertion order is expiry order while the clock moves forward; stop at the first live one.
     for (const [nonce, expires] of this.#expiry) {
-      if (expires > now) break;
+      if (expires >= now) break;
       this.#expiry.delete(nonce);
     }
   }
