@@ -3,8 +3,9 @@
  * sqlite-agent-fetch.ts with the same checks, results and audit entries. Each runs in the one
  * transaction `PostgresStore` opens for it; its audit entry is appended when it returns
  * (postgres-db.ts). What differs, and why:
- * - An agent's own operations lock its token row (`checkPrincipal`), so they commit before a
- *   revoke or rotate of it, or fail after.
+ * - Each takes its agent's advisory lock first (postgres-queries.ts `lockAgent`): shared for the
+ *   agent's own operations, exclusive for a revoke or rotate, so an agent's operation commits
+ *   before a revoke or rotate of it, or runs after it and fails.
  * - A limited grant's use is counted with a conditional UPDATE, so concurrent fetches through
  *   several servers can never spend more than its budget.
  * - No `last_used_at` is written: it is read from the audit log (postgres-queries.ts).
@@ -18,6 +19,8 @@ import {
   checkPrincipal,
   insertGrant,
   insertToken,
+  lockAgent,
+  lockAgentAndSecret,
   pgBytes,
   retireTokens,
   secretByName,
@@ -88,6 +91,9 @@ export async function rotateAgentPg(
   audit: AuditRequest,
 ): Promise<RotateResult | null> {
   const { sql } = tx;
+  // Waits for the agent's fetches in flight; later ones wait for this rotate, so no use of a
+  // limited grant is counted between reading the uses below and carrying them over.
+  await lockAgent(sql, update.agentId, "exclusive");
   const agent = await agentRow(sql, update.agentId);
   if (!agent || agent.revoked_at !== null) {
     tx.append(audit, { action: "agent.rotate", result: "not_found", agentId: update.agentId });
@@ -101,11 +107,6 @@ export async function rotateAgentPg(
     throw new KeyholeError("conflict", "the agent already has a newer key");
   }
   assertGrantsFor(grants, agent.id, update.encPk);
-  // Fetches count uses without the owner lock: hold the agent's token, then its grants (the
-  // order a fetch takes them, so the two cannot deadlock), so that no use is counted between
-  // reading the uses below and replacing the grants (it would be lost from the budget).
-  await sql`SELECT 1 FROM agent_tokens WHERE agent_id = ${agent.id} FOR UPDATE`;
-  await sql`SELECT 1 FROM grants WHERE agent_id = ${agent.id} FOR UPDATE`;
   const active = await activeGrantRows(sql, "agent", agent.id, now);
   if (
     !sameSet(
@@ -139,6 +140,9 @@ export async function revokeAgentPg(
   audit: AuditRequest,
 ): Promise<RevokeResult | null> {
   const { sql } = tx;
+  // Waits for the agent's fetches in flight, so the blast radius below counts every read the
+  // log shows before this revoke; later fetches wait for it, then find no token.
+  await lockAgent(sql, agentId, "exclusive");
   const agent = await agentRow(sql, agentId);
   if (!agent) {
     tx.append(audit, { action: "agent.revoke", result: "not_found", agentId });
@@ -188,6 +192,7 @@ export async function agentSelfPg(
   now: number,
   audit: AuditRequest,
 ): Promise<AgentRecord> {
+  await lockAgent(tx.sql, principal.agentId, "shared");
   const agent = required(await agentRow(tx.sql, await checkPrincipal(tx.sql, principal, now)));
   tx.append(audit, { action: "agent.self", result: "ok", agentId: agent.id });
   return toAgent(agent);
@@ -200,6 +205,7 @@ export async function listSecretsForAgentPg(
   now: number,
   audit: AuditRequest,
 ): Promise<{ name: string; version: number }[]> {
+  await lockAgent(tx.sql, principal.agentId, "shared");
   const agentId = await checkPrincipal(tx.sql, principal, now);
   const rows = await tx.sql<{ name: string; version: number }[]>`
     SELECT s.name, s.current_version AS version FROM grants g
@@ -213,10 +219,10 @@ export async function listSecretsForAgentPg(
 }
 
 /**
- * `Store.getSecretForAgent`, inside a transaction. One statement reads the secret, the grant and
- * the ciphertext and holds the grant row (`FOR KEY SHARE`) until the commit: a `grant rm`, a new
- * version or a delete, which all delete that row, waits for this read to commit, or commits
- * first and this read finds no grant. So no read is logged after the change that ended it.
+ * `Store.getSecretForAgent`, inside a transaction: the agent's and the secret's locks (shared),
+ * the token re-check, then one statement reads the secret, the grant and the ciphertext. A
+ * `grant rm`, a new version or a delete of the secret waits for this read, or commits first and
+ * this read, whose statements start after the lock, finds no grant.
  */
 export async function getSecretForAgentPg(
   tx: PgTx,
@@ -226,25 +232,19 @@ export async function getSecretForAgentPg(
   audit: AuditRequest,
 ): Promise<AgentSecret | null> {
   const { sql } = tx;
+  await lockAgentAndSecret(sql, principal.agentId, name);
   const agentId = await checkPrincipal(sql, principal, now);
-  const fetchRow = async () => {
-    const [found] = await sql<FetchRow[]>`
-      SELECT s.*,
-        g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
-        g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts,
-        g.max_uses AS g_max_uses, g.uses AS g_uses, g.sig AS g_sig, g.created_at AS g_created_at,
-        v.value AS value
-      FROM secrets s
-      JOIN grants g ON g.agent_id = ${agentId} AND g.secret_id = s.id
-        AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
-      JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
-      WHERE s.name = ${name}
-      FOR KEY SHARE OF g`;
-    return found;
-  };
-  // A read that waited for a new version to commit finds its old grant gone and cannot see the
-  // new one in its snapshot: once more, with a fresh one, before denying.
-  const row = (await fetchRow()) ?? (await fetchRow());
+  const [row] = await sql<FetchRow[]>`
+    SELECT s.*,
+      g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
+      g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts,
+      g.max_uses AS g_max_uses, g.uses AS g_uses, g.sig AS g_sig, g.created_at AS g_created_at,
+      v.value AS value
+    FROM secrets s
+    JOIN grants g ON g.agent_id = ${agentId} AND g.secret_id = s.id
+      AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
+    JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+    WHERE s.name = ${name}`;
   let grant = row === undefined ? undefined : grantOfFetchRow(row);
   if (row === undefined || grant === undefined) {
     // The rare path: tell a missing secret from a missing grant, for the owner's audit log.

@@ -155,9 +155,48 @@ export async function insertGrant(sql: Sql, grant: NewGrant, kept: GrantKept): P
 }
 
 /**
- * Checks inside the transaction that the agent's token still authenticates, and holds its row
- * (`FOR KEY SHARE`) until the commit: a revoke or rotate, which deletes the row, waits for this
- * transaction, so the operation either commits before it or finds no token. Returns the id.
+ * What an operation locks, for the length of its transaction, before it reads: an agent (by id)
+ * or a secret (by name). Agent operations take their agent's lock shared, a fetch also its
+ * secret's; a revoke or rotate takes the agent's exclusive, a new version, a delete or a grant
+ * change the secret's. So a revoke waits for the fetches in flight and every later fetch waits
+ * for it, then finds no token; no fetch is served, or logged, after the change that ended it.
+ *
+ * Advisory locks, not row locks: PostgreSQL queues them fairly, so a stream of fetches cannot
+ * starve a revoke (a `FOR KEY SHARE` row lock lets each new reader in ahead of a waiting
+ * writer, and a busy agent could keep its own revoke from ever committing). The keys are 64-bit
+ * hashes of `keyhole/<schema>/<kind>/<id>`: vaults in different schemas never wait on each other,
+ * and a collision only makes two unrelated operations wait in turn.
+ */
+export type LockMode = "shared" | "exclusive";
+
+export async function lockAgent(sql: Sql, agentId: string, mode: LockMode): Promise<void> {
+  await lockKey(sql, "agent", agentId, mode);
+}
+
+export async function lockSecret(sql: Sql, name: string, mode: LockMode): Promise<void> {
+  await lockKey(sql, "secret", name, mode);
+}
+
+/** A fetch's two shared locks in one round trip: its agent's, then its secret's. */
+export async function lockAgentAndSecret(sql: Sql, agentId: string, name: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock_shared(${lockKeySql(sql, "agent", agentId)}),
+    pg_advisory_xact_lock_shared(${lockKeySql(sql, "secret", name)})`;
+}
+
+function lockKeySql(sql: Sql, kind: "agent" | "secret", id: string) {
+  return sql`hashtextextended('keyhole/' || current_schema() || '/' || ${kind} || '/' || ${id}, 0)`;
+}
+
+async function lockKey(sql: Sql, kind: "agent" | "secret", id: string, mode: LockMode) {
+  const key = lockKeySql(sql, kind, id);
+  if (mode === "shared") await sql`SELECT pg_advisory_xact_lock_shared(${key})`;
+  else await sql`SELECT pg_advisory_xact_lock(${key})`;
+}
+
+/**
+ * Checks inside the transaction that the agent's token still authenticates; the caller holds
+ * the agent's lock (`lockAgent`), so a revoke or rotate cannot commit between this check and
+ * the commit. Returns the agent's id.
  */
 export async function checkPrincipal(
   sql: Sql,
@@ -166,8 +205,7 @@ export async function checkPrincipal(
 ): Promise<string> {
   const [row] = await sql<Pick<AgentRow, "revoked_at" | "expires_at">[]>`
     SELECT a.revoked_at, a.expires_at FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
-    WHERE t.token_id = ${pgBytes(principal.tokenId)} AND t.agent_id = ${principal.agentId}
-    FOR KEY SHARE OF t`;
+    WHERE t.token_id = ${pgBytes(principal.tokenId)} AND t.agent_id = ${principal.agentId}`;
   if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) {
     throw new KeyholeError("unauthenticated");
   }

@@ -5,9 +5,11 @@
  * a time as under SQLite's single writer. Its audit entry is recorded with `tx.append` and
  * inserted when the operation is done. What differs, and why:
  *
- * - Agent reads are not serialised with owner writes here: a read counting a grant's use can
- *   commit between `putSecretVersion` reading the grants and replacing them. It locks the
- *   secret's grants first, so the uses it carries onto the re-wrapped grants are the latest.
+ * - Agent reads are not serialised with owner writes by the owner lock. Each write here first
+ *   takes its secret's advisory lock exclusively (postgres-queries.ts `lockSecret`): it waits
+ *   for the fetches of the secret in flight, and later ones wait for it. So no read is served
+ *   after the change that ended it, and no use of a limited grant is counted between reading
+ *   the uses and carrying them onto the re-wrapped grants.
  */
 import { equalBytes, KeyholeError } from "@keyhole/core";
 import type { PgTx } from "./postgres-db.js";
@@ -17,6 +19,7 @@ import {
   agentRow,
   grantDetailSelect,
   insertGrant,
+  lockSecret,
   pgBytes,
   secretById,
   secretByName,
@@ -106,6 +109,7 @@ export async function putSecretVersionPg(
   if (new Set(write.grants.map((g) => g.agentId)).size !== write.grants.length) {
     throw new KeyholeError("bad_request", "duplicate grant");
   }
+  await lockSecret(tx.sql, write.name, "exclusive");
   const existing = await secretByName(tx.sql, write.name);
   const created = write.expectedVersion === 0;
   let kept = new Map<string, GrantKept>();
@@ -127,9 +131,6 @@ export async function putSecretVersionPg(
     ) {
       throw new KeyholeError("conflict", "the secret changed");
     }
-    // Agent reads count uses without the owner lock: hold the grants so none is counted between
-    // reading the uses below and replacing the grants (it would be lost from the budget).
-    await tx.sql`SELECT 1 FROM grants WHERE secret_id = ${write.id} FOR UPDATE`;
     const active = await activeGrantRows(tx.sql, "secret", write.id, now);
     const keys = new Map(active.map((g) => [g.agent_id, bytes(g.enc_pk)]));
     // Every active grantee gets a wrap of the new version, made for the key it has now.
@@ -171,6 +172,7 @@ export async function deleteSecretPg(
   name: string,
   audit: AuditRequest,
 ): Promise<boolean> {
+  await lockSecret(tx.sql, name, "exclusive");
   const secret = await secretByName(tx.sql, name);
   if (!secret) {
     tx.append(audit, { action: "secret.delete", result: "not_found", detail: `name=${name}` });
@@ -194,6 +196,7 @@ export async function addGrantPg(
   now: number,
   audit: AuditRequest,
 ): Promise<GrantDetail | null> {
+  await lockSecretById(tx.sql, grant.secretId);
   const agent = await agentRow(tx.sql, grant.agentId);
   const secret = await secretById(tx.sql, grant.secretId);
   const agentActive =
@@ -232,6 +235,7 @@ export async function removeGrantPg(
   audit: AuditRequest,
 ): Promise<boolean> {
   const pair = { agentId, secretId };
+  await lockSecretById(tx.sql, secretId);
   const [grant] = await tx.sql<Pick<GrantRow, "version">[]>`
     SELECT version FROM grants WHERE agent_id = ${agentId} AND secret_id = ${secretId}`;
   if (!grant) {
@@ -243,4 +247,13 @@ export async function removeGrantPg(
   await tx.sql`UPDATE secrets SET rotation_recommended = 1 WHERE id = ${secretId}`;
   tx.append(audit, { action: "grant.remove", result: "ok", ...pair, secretVersion: grant.version });
   return true;
+}
+
+/**
+ * Takes the secret's lock by its id (the lock is keyed by name, which a fetch knows). Owner
+ * writes run one at a time, so the name cannot change between reading it and locking it.
+ */
+async function lockSecretById(sql: PgTx["sql"], secretId: string): Promise<void> {
+  const secret = await secretById(sql, secretId);
+  if (secret) await lockSecret(sql, secret.name, "exclusive");
 }

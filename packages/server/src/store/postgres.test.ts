@@ -3,10 +3,13 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, describe, it } from "node:test";
+import { isKeyholeError } from "@keyhole/core";
 import postgres from "postgres";
 import { pgTestUrl } from "../test-support/postgres.js";
 import { runStoreContract } from "./contract.js";
+import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
 import { openPostgresStore } from "./postgres.js";
+import type { Store } from "./store.js";
 
 const url = pgTestUrl();
 const admin = url === null ? null : postgres(url, { max: 2, onnotice: () => {} });
@@ -51,6 +54,60 @@ if (url === null) {
   });
 
   describe("PostgreSQL store", () => {
+    it("revokes an agent promptly however many of its fetches are in flight", async () => {
+      const { schema, drop } = await freshSchema();
+      // Two pools: two servers on one database, the agent's fetches spread over both.
+      const stores = await Promise.all(
+        [1, 2].map(() => openPostgresStore({ url, schema, maxConnections: 6 })),
+      );
+      const [first, second] = stores as [Store, Store];
+      try {
+        await first.ensureVault("vlt_race", T0);
+        const secret = secretWrite("db-password");
+        await first.putSecretVersion(secret, T0, request());
+        const agent = newAgent("busy");
+        const token = newToken();
+        await first.createAgent(agent, token, [grantFor(agent, secret.id, 1)], T0, request());
+        const principal = { agentId: agent.id, tokenId: token.tokenId };
+        let served = 0;
+        let stop = false;
+        // Ten fetches always in flight until the revoke lands.
+        const worker = async (store: Store) => {
+          while (!stop) {
+            try {
+              if (await store.getSecretForAgent(principal, "db-password", T0, request())) served++;
+            } catch (error) {
+              if (isKeyholeError(error) && error.code === "unauthenticated") return;
+              throw error;
+            }
+          }
+        };
+        const workers = Array.from({ length: 10 }, (_, i) => worker(i % 2 ? first : second));
+        while (served < 20) await new Promise((r) => setTimeout(r, 5));
+        const started = Date.now();
+        const revoked = await first.revokeAgent(agent.id, T0, request());
+        const tookMs = Date.now() - started;
+        stop = true;
+        await Promise.all(workers);
+        assert.ok(tookMs < 5_000, `the revoke took ${tookMs} ms`);
+        // Every read the log shows before the revoke is in its blast radius, and none after it.
+        const log = await first.listAudit({ limit: 100_000 });
+        const revokeAt = log.findIndex((e) => e.action === "agent.revoke");
+        const readsBefore = log
+          .slice(0, revokeAt)
+          .filter((e) => e.action === "secret.read" && e.result === "ok").length;
+        const readsAfter = log
+          .slice(revokeAt)
+          .filter((e) => e.action === "secret.read" && e.result === "ok").length;
+        assert.equal(revoked?.blastRadius[0]?.reads, readsBefore);
+        assert.equal(readsAfter, 0, "no read is logged after the revoke");
+        assert.equal(readsBefore, served);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+        await drop();
+      }
+    });
+
     it("applies its migrations once, whichever of several servers starts first", async () => {
       const { schema, drop } = await freshSchema();
       try {
