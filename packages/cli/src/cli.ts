@@ -14,6 +14,7 @@ import { brokerCommand } from "./commands/broker.js";
 import { devCommand } from "./commands/dev.js";
 import { grantCommand } from "./commands/grant.js";
 import { initCommand } from "./commands/init.js";
+import { migrateCommand } from "./commands/migrate.js";
 import { runCommand } from "./commands/run.js";
 import { secretCommand } from "./commands/secret.js";
 import { serverCommand } from "./commands/server.js";
@@ -40,6 +41,8 @@ Commands:
   dev       a local server, owner, demo secret and demo agent in one command
   backup    FILE: an online copy of the server's database  [--data-dir DIR]
   restore   FILE: put a backup back (server stopped)  [--data-dir DIR]
+  migrate   copy a stopped server's vault to PostgreSQL:  --from sqlite:PATH
+            [--to postgres://… | KEYHOLE_DATABASE_URL] [--to-schema NAME]
   run       run an agent that never holds a credential:
             --route openai [--token-file F] -- COMMAND [ARGS...]
   broker    the secretless broker, long-lived:  --token-file F --route openai
@@ -54,6 +57,7 @@ Environment:
   KEYHOLE_PASSPHRASE   the owner key passphrase (else a muted prompt)
   KEYHOLE_TOKEN_FILE   an agent's token file (read by the SDK), KEYHOLE_TOKEN its value
   KEYHOLE_INSECURE_HTTP=1  allow plain http:// to a non-loopback server
+  KEYHOLE_DATABASE_URL the PostgreSQL URL (migrate): kept off the command line
 
 Exit codes: 0 ok, 1 failure, 2 usage error.
 `;
@@ -70,6 +74,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   broker: brokerCommand,
   backup: backupCommand,
   restore: restoreCommand,
+  migrate: migrateCommand,
 };
 
 /** One line for an error that is not a KeyholeError: its code or name, never its message. */

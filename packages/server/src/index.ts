@@ -8,6 +8,13 @@ export type { AuditChainResult, AuditChainStart, PinnedCheckResult } from "./aud
 export { verifyAgainstCheckpoint, verifyAuditChain, verifyCheckpoint } from "./audit/verify.js";
 export { backupDatabase, restoreDatabase } from "./backup.js";
 export type { LogLevel } from "./log.js";
+export type {
+  MigrateOptions,
+  MigrateProgress,
+  MigrateSummary,
+  MigrateTarget,
+} from "./migrate/sqlite-to-postgres.js";
+export { migrateSqliteToPostgres } from "./migrate/sqlite-to-postgres.js";
 export type { RunningServer, ServerOptions } from "./server.js";
 export { DEFAULT_PORT, startServer } from "./server.js";
 export { SERVER_VERSION } from "./version.js";

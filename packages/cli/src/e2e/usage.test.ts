@@ -42,6 +42,7 @@ const HELP: [string[], RegExp][] = [
   ],
   [["audit", "verify"], /^Usage: keyhole audit verify/],
   [["dev"], /^Usage: keyhole dev \[--port 8250\] \[--dir .keyhole-dev\]/],
+  [["migrate"], /^Usage: keyhole migrate --from sqlite:PATH \[--to URL\] \[--to-schema NAME\]/],
 ];
 
 test("every command and subcommand prints its usage on --help and -h, exit 0", async () => {
