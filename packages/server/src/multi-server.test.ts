@@ -12,7 +12,12 @@ import { startServer } from "./server.js";
 import { startTestServer, TestClock, type TestServer } from "./test-support/harness.js";
 import { call, errorCode, type HttpResult } from "./test-support/http.js";
 import { agentGet, canary, fetchAndOpen, TestOwner } from "./test-support/owner.js";
-import { pgTestUrl, type SharedTestDatabase, sharedTestDatabase } from "./test-support/postgres.js";
+import {
+  pgTestUrl,
+  type SharedTestDatabase,
+  sharedTestDatabase,
+  skipWithoutPostgres,
+} from "./test-support/postgres.js";
 
 const url = pgTestUrl();
 
@@ -43,11 +48,7 @@ async function bounded<T>(tasks: readonly (() => Promise<T>)[], limit: number): 
 }
 
 if (url === null) {
-  describe("three servers on one PostgreSQL database", () => {
-    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
-      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
-    });
-  });
+  skipWithoutPostgres("three servers on one PostgreSQL database");
 } else {
   describe("three servers on one PostgreSQL database", () => {
     let db: SharedTestDatabase | undefined;

@@ -2,11 +2,10 @@
 // servers. Each "server" is a pool of its own on one schema of the test server that
 // `scripts/test.mjs` starts (KEYHOLE_TEST_DATABASE_URL).
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { after, describe, it } from "node:test";
 import postgres from "postgres";
 import { PgDb, type Sql } from "../store/postgres-db.js";
-import { pgTestUrl } from "../test-support/postgres.js";
+import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import {
   LimiterQueueFull,
   MalformedLimiterRow,
@@ -16,14 +15,16 @@ import {
 import { DEFAULT_LIMITS } from "./rate-limit.js";
 
 const url = pgTestUrl();
-const admin = url === null ? null : postgres(url, { max: 2, onnotice: () => {} });
-after(async () => admin?.end({ timeout: 5 }));
+const schemas = url === null ? null : new TestSchemas(url);
+const admin = schemas?.admin ?? null;
+after(async () => schemas?.end());
 
 /** `count` servers' pools on one fresh, migrated schema; `close` ends them and drops it. */
 async function servers(count: number, maxConnections = 4) {
-  if (admin === null || url === null) throw new Error("no PostgreSQL test server");
-  const schema = `t_${randomBytes(8).toString("hex")}`;
-  await admin`CREATE SCHEMA ${admin(schema)}`;
+  if (schemas === null || admin === null || url === null) {
+    throw new Error("no PostgreSQL test server");
+  }
+  const { schema, drop } = await schemas.fresh();
   const dbs: PgDb[] = [];
   for (let i = 0; i < count; i++) dbs.push(await PgDb.open({ url, schema, maxConnections }));
   const table = async () =>
@@ -36,7 +37,7 @@ async function servers(count: number, maxConnections = 4) {
     schema,
     close: async () => {
       await Promise.all(dbs.map((db) => db.close()));
-      await admin`DROP SCHEMA ${admin(schema)} CASCADE`;
+      await drop();
     },
   };
 }
@@ -64,11 +65,7 @@ function counting(sql: Sql): { sql: Sql; calls: () => number } {
 const KEY = "203.0.113.7";
 
 if (url === null) {
-  describe("PgFailureLimiter", () => {
-    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
-      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
-    });
-  });
+  skipWithoutPostgres("PgFailureLimiter");
 } else {
   describe("PgFailureLimiter: limits hold across servers", () => {
     it("counts failures split across two servers together and blocks the key on both", async () => {

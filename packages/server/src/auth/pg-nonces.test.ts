@@ -15,19 +15,21 @@ import {
 import postgres from "postgres";
 import { PgDb, type Sql } from "../store/postgres-db.js";
 import { storageCause } from "../store/storage-errors.js";
-import { pgTestUrl } from "../test-support/postgres.js";
+import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { authenticateOwner } from "./owner-auth.js";
 import { PgNonceStore } from "./pg-nonces.js";
 
 const url = pgTestUrl();
-const admin = url === null ? null : postgres(url, { max: 2, onnotice: () => {} });
-after(async () => admin?.end({ timeout: 5 }));
+const schemas = url === null ? null : new TestSchemas(url);
+const admin = schemas?.admin ?? null;
+after(async () => schemas?.end());
 
 /** `count` servers' pools on one fresh, migrated schema; `close` ends them and drops it. */
 async function servers(count: number) {
-  if (admin === null || url === null) throw new Error("no PostgreSQL test server");
-  const schema = `t_${randomBytes(8).toString("hex")}`;
-  await admin`CREATE SCHEMA ${admin(schema)}`;
+  if (schemas === null || admin === null || url === null) {
+    throw new Error("no PostgreSQL test server");
+  }
+  const { schema, drop } = await schemas.fresh();
   const dbs: PgDb[] = [];
   for (let i = 0; i < count; i++) dbs.push(await PgDb.open({ url, schema, maxConnections: 4 }));
   return {
@@ -36,7 +38,7 @@ async function servers(count: number) {
       Number((await admin`SELECT count(*)::int AS n FROM ${admin(schema)}.auth_nonces`)[0]?.n),
     close: async () => {
       await Promise.all(dbs.map((db) => db.close()));
-      await admin`DROP SCHEMA ${admin(schema)} CASCADE`;
+      await drop();
     },
   };
 }
@@ -44,11 +46,7 @@ async function servers(count: number) {
 const nonce = () => randomBytes(16).toString("base64url");
 
 if (url === null) {
-  describe("PgNonceStore", () => {
-    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
-      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
-    });
-  });
+  skipWithoutPostgres("PgNonceStore");
 } else {
   describe("PgNonceStore: replay checks hold across servers", () => {
     it("answers replayed on server B for a nonce used on server A", async () => {

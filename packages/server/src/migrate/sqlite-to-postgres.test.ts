@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isKeyholeError, newId } from "@keyhole/core";
 import Database from "better-sqlite3";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { verifyAuditChain } from "../audit/verify.js";
 import { auditEntryView } from "../routes/views.js";
 import {
@@ -30,7 +30,7 @@ import { SQLITE_MIGRATIONS } from "../store/migrations/sqlite/index.js";
 import { openPostgresStore } from "../store/postgres.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { AgentPrincipal, AuditRecord, NewAgent, NewToken, Store } from "../store/store.js";
-import { pgTestUrl } from "../test-support/postgres.js";
+import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { type MigrateSummary, migrateSqliteToPostgres } from "./sqlite-to-postgres.js";
 import {
   COPIED_POSTGRES_VERSION,
@@ -40,7 +40,8 @@ import {
 } from "./tables.js";
 
 const url = pgTestUrl();
-const admin = url === null ? null : postgres(url, { max: 2, onnotice: () => {} });
+const schemas = url === null ? null : new TestSchemas(url);
+const admin = schemas?.admin ?? null;
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -50,15 +51,13 @@ function tempDir(): string {
 }
 after(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  await admin?.end({ timeout: 5 });
+  await schemas?.end();
 });
 
 /** A fresh, empty schema; dropped by the returned function. */
 async function freshSchema(): Promise<{ schema: string; drop: () => Promise<void> }> {
-  if (admin === null) throw new Error("no PostgreSQL test server");
-  const schema = `m_${randomBytes(8).toString("hex")}`;
-  await admin`CREATE SCHEMA ${admin(schema)}`;
-  return { schema, drop: async () => void (await admin`DROP SCHEMA ${admin(schema)} CASCADE`) };
+  if (schemas === null) throw new Error("no PostgreSQL test server");
+  return schemas.fresh("m");
 }
 
 /** Rows per copied table of a schema (tables missing are absent). */
@@ -370,11 +369,7 @@ describe("keyhole migrate: what needs no PostgreSQL", () => {
 });
 
 if (url === null) {
-  describe("keyhole migrate: SQLite to PostgreSQL", () => {
-    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
-      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
-    });
-  });
+  skipWithoutPostgres("keyhole migrate: SQLite to PostgreSQL");
 } else {
   describe("keyhole migrate: SQLite to PostgreSQL", () => {
     let vault: Vault;

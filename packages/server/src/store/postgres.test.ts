@@ -1,34 +1,23 @@
 // The store contract against PostgreSQL (issue 6): the same suite as SQLite, each store in a
 // schema of its own on the test server `scripts/test.mjs` starts (KEYHOLE_TEST_DATABASE_URL).
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { after, describe, it } from "node:test";
 import { isKeyholeError } from "@keyhole/core";
-import postgres from "postgres";
-import { pgTestUrl } from "../test-support/postgres.js";
+import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { runStoreContract } from "./contract.js";
 import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
 import { openPostgresStore } from "./postgres.js";
 import type { Store } from "./store.js";
 
 const url = pgTestUrl();
-const admin = url === null ? null : postgres(url, { max: 2, onnotice: () => {} });
-after(async () => admin?.end({ timeout: 5 }));
+const schemas = url === null ? null : new TestSchemas(url);
+after(async () => schemas?.end());
 
 /** A fresh, empty schema; dropped by the returned function. */
-async function freshSchema(): Promise<{ schema: string; drop: () => Promise<void> }> {
-  if (admin === null) throw new Error("no PostgreSQL test server");
-  const schema = `t_${randomBytes(8).toString("hex")}`;
-  await admin`CREATE SCHEMA ${admin(schema)}`;
-  return { schema, drop: async () => void (await admin`DROP SCHEMA ${admin(schema)} CASCADE`) };
-}
+const freshSchema = () => (schemas as TestSchemas).fresh();
 
 if (url === null) {
-  describe("Store contract: postgres", () => {
-    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
-      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
-    });
-  });
+  skipWithoutPostgres("Store contract: postgres");
 } else {
   runStoreContract("postgres", async () => {
     const { schema, drop } = await freshSchema();
@@ -115,7 +104,7 @@ if (url === null) {
           [1, 2, 3].map(() => openPostgresStore({ url, schema, maxConnections: 2 })),
         );
         await Promise.all(stores.map((s) => s.close()));
-        const sql = admin as postgres.Sql;
+        const sql = (schemas as TestSchemas).admin;
         const rows =
           await sql`SELECT version FROM ${sql(schema)}.schema_migrations ORDER BY version`;
         assert.deepEqual(

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { describe, it } from "node:test";
 import postgres from "postgres";
 import type { TestDatabase } from "./harness.js";
 
@@ -18,6 +19,45 @@ export function pgTestUrl(): string | null {
     throw new Error("CI must run the PostgreSQL tests, but KEYHOLE_TEST_DATABASE_URL is not set");
   }
   return null;
+}
+
+/**
+ * For a file whose PostgreSQL tests cannot run on this machine (no server, outside CI): one
+ * skipped test that says why, in place of the file's suites.
+ */
+export function skipWithoutPostgres(title: string): void {
+  describe(title, () => {
+    it("needs a PostgreSQL test server (KEYHOLE_TEST_DATABASE_URL)", (t) => {
+      t.skip("no PostgreSQL here: see README, 'Running the PostgreSQL tests'");
+    });
+  });
+}
+
+/** One test file's admin connection to the test server, making and dropping schemas. */
+export class TestSchemas {
+  readonly admin: postgres.Sql;
+
+  constructor(url: string) {
+    this.admin = postgres(url, { max: 2, onnotice: () => {} });
+  }
+
+  /**
+   * A fresh, empty schema `<prefix>_<random>` (test files and runs never see each other's
+   * data); `drop` removes it with everything in it.
+   */
+  async fresh(prefix = "t"): Promise<{ schema: string; drop: () => Promise<void> }> {
+    const schema = `${prefix}_${randomBytes(8).toString("hex")}`;
+    await this.admin`CREATE SCHEMA ${this.admin(schema)}`;
+    return {
+      schema,
+      drop: async () => void (await this.admin`DROP SCHEMA ${this.admin(schema)} CASCADE`),
+    };
+  }
+
+  /** Closes the admin connection (after the file's tests). */
+  async end(): Promise<void> {
+    await this.admin.end({ timeout: 5 });
+  }
 }
 
 /** A fresh schema on the test server, with the shared pepper and audit key files servers need. */
