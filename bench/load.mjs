@@ -3,18 +3,19 @@
 // with the server it measures. Usage: node bench/load.mjs < spec.json, the spec
 // { url, headers, concurrency, durationMs, warmupMs } on standard input (never in argv, which
 // every user of the machine can read: the headers hold an agent's auth key or a capability);
-// prints one JSON line of results. `ttfb50`
+// prints one JSON line of results. `urls` instead of `url` spreads the load over several
+// servers: connection i always asks urls[i % urls.length]. `ttfb50`
 // is the median time to the first body byte (what a streaming client waits for); `sent` counts
 // every request, warm-up included (to divide a server's CPU time by).
 import { readFileSync } from "node:fs";
 import http from "node:http";
 
 const spec = JSON.parse(readFileSync(0, "utf8"));
-const { url, headers = {}, concurrency, durationMs, warmupMs = 500 } = spec;
+const { url, urls = [url], headers = {}, concurrency, durationMs, warmupMs = 500 } = spec;
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-const target = new URL(url);
+const targets = urls.map((u) => new URL(u));
 
-function once() {
+function once(target) {
   return new Promise((resolve) => {
     const started = process.hrtime.bigint();
     let first;
@@ -49,9 +50,9 @@ function once() {
   });
 }
 
-async function worker(until, latencies, firsts, counts) {
+async function worker(target, until, latencies, firsts, counts) {
   while (performance.now() < until) {
-    const { ok, ns, firstNs } = await once();
+    const { ok, ns, firstNs } = await once(target);
     if (latencies) latencies.push(Number(ns) / 1e6);
     if (firsts) firsts.push(Number(firstNs) / 1e6);
     if (!ok) counts.errors++;
@@ -66,7 +67,9 @@ async function phase(ms, record) {
   const until = performance.now() + ms;
   const start = performance.now();
   await Promise.all(
-    Array.from({ length: concurrency }, () => worker(until, latencies, firsts, counts)),
+    Array.from({ length: concurrency }, (_, i) =>
+      worker(targets[i % targets.length], until, latencies, firsts, counts),
+    ),
   );
   return {
     latencies,

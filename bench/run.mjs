@@ -5,7 +5,9 @@
 // Then the SDK's end-to-end get() (verify + decrypt), sequential.
 //
 // Then the fetch in the store alone (bench/store-fetch.mjs, no HTTP), the owner operations
-// (bench/owner-ops.mjs: `secret set` and `agent rotate` against many agents and grants), the fetch against large databases (bench/scale.mjs), the SDK's cold start
+// (bench/owner-ops.mjs: `secret set` and `agent rotate` against many agents and grants), the
+// fetch against large databases (bench/scale.mjs), the fetch on PostgreSQL with one and three
+// servers (bench/postgres.mjs; skipped without PostgreSQL 15 outside CI), the SDK's cold start
 // (bench/cold-start.mjs) and the broker benchmark (bench/broker.mjs, its own processes): direct
 // vs through `keyhole broker`.
 // The smoke run also runs the flood benchmark (bench/flood.mjs --smoke).
@@ -193,6 +195,7 @@ if (!fetchOnly) {
   runScript("store-fetch.mjs");
   runScript("owner-ops.mjs");
   runScript("scale.mjs");
+  runScript("postgres.mjs");
   runScript("cold-start.mjs");
   runScript("broker.mjs");
 }
