@@ -16,6 +16,7 @@
 //                                     minutes, of which owner-ops ~2 and scale ~4–6)
 //   node bench/run.mjs --smoke        a few hundred ms per point, 1 run (keeps the script working)
 //   node bench/run.mjs --fetch-only   the fetch benchmark alone (none of the other scripts)
+//   node bench/run.mjs --skip SCRIPT  leaves bench/SCRIPT out (repeatable)
 //   node bench/run.mjs --fetch-only --profile DIR
 //                                     also writes a V8 CPU profile of the Keyhole server to DIR
 //                                     (summarise it: `node bench/cpuprofile-summary.mjs DIR`)
@@ -178,8 +179,14 @@ try {
 const failures = [];
 if (process.exitCode === 1) failures.push("the fetch benchmark (errors in its table)");
 
+/** Scripts left out with `--skip SCRIPT` (the CI smoke test runs bench/postgres.mjs on its own). */
+const skipped = new Set(
+  process.argv.flatMap((arg, i) => (process.argv[i - 1] === "--skip" ? [arg] : [])),
+);
+
 /** Runs `bench/SCRIPT` (with `--smoke` in the smoke run), its output inline; a failure fails us. */
 function runScript(script) {
+  if (skipped.has(script)) return;
   console.log("");
   const args = [join(here, script), ...(smoke ? ["--smoke"] : [])];
   const child = spawnSync(process.execPath, args, { stdio: "inherit" });
