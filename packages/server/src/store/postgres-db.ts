@@ -20,18 +20,12 @@ import { sha256Sync } from "../audit/sha256.js";
 import { type AuditOutcome, auditDraft } from "./audit-draft.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
 import { commitOutcomeUnknown, isConnectionError, pgStorageError } from "./postgres-errors.js";
-import {
-  ConnectionLost,
-  Pool,
-  type ReservedSql,
-  reconnectBackoff,
-  type Sql,
-  TxConnection,
-  transaction,
-} from "./postgres-pool.js";
 import type { AuditDraft, AuditRecord, AuditRequest } from "./store.js";
 
-export type { ReservedSql, Sql } from "./postgres-pool.js";
+/** The connection pool's query function. */
+export type Sql = postgres.Sql;
+/** A connection reserved for one transaction. */
+export type ReservedSql = postgres.ReservedSql;
 
 /** How to open the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -73,23 +67,6 @@ const int8AsNumber = {
   },
 };
 
-/**
- * `text[]` parameters (`id = ANY(${ids}::text[])`), written as an array literal. The driver
- * would learn how from the server, with a query of its own on every new connection
- * (`fetch_types`), but a connection that dies during that query rejects a promise nobody
- * handles: an unhandled rejection, which ends the process (postgres-pool.ts, db-restart.test.ts).
- * No query reads a `text[]` column; one that did fails loudly rather than misread it.
- */
-const textArray = {
-  to: 1009,
-  from: [1009],
-  serialize: (values: readonly string[]) =>
-    `{${values.map((v) => `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`).join(",")}}`,
-  parse: (): never => {
-    throw new TypeError("a text[] column in a result: not expected, so not parsed");
-  },
-};
-
 /** One operation's transaction: its connection and the audit entry it will append last. */
 export class PgTx {
   readonly sql: ReservedSql;
@@ -112,51 +89,39 @@ export class PgTx {
 
 /** The pool, migrated. */
 export class PgDb {
-  /**
-   * The pool (postgres-pool.ts): replaced after a connection failure, refusing statements at
-   * once while the database is believed down (its users map that like any connection
-   * failure: a 503).
-   */
   readonly sql: Sql;
-  readonly #pool: Pool;
   readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
   #closed = false;
 
-  private constructor(pool: Pool, options: PostgresStoreOptions) {
-    this.#pool = pool;
-    this.sql = pool.sql;
+  private constructor(sql: Sql, options: PostgresStoreOptions) {
+    this.sql = sql;
     this.#beforeAuditAppend = options.beforeAuditAppend;
   }
 
   /** Connects and applies pending migrations. */
   static async open(options: PostgresStoreOptions): Promise<PgDb> {
-    const pool = new Pool(
-      () =>
-        postgres(options.url, {
-          max: options.maxConnections ?? 10,
-          idle_timeout: 60,
-          connect_timeout: 5,
-          backoff: reconnectBackoff,
-          fetch_types: false, // see `textArray`
-          // NOTICEs would go to the console by default; nothing we run raises one worth reading.
-          onnotice: () => {},
-          types: { int8: int8AsNumber, textArray },
-          connection: {
-            application_name: "keyhole-server",
-            ...(options.schema === undefined ? {} : { search_path: options.schema }),
-            // A lock or a statement stuck this long is answered 503 rather than held forever; a
-            // server that dies inside a transaction has its locks freed with its connection.
-            lock_timeout: 10_000,
-            statement_timeout: 20_000,
-            idle_in_transaction_session_timeout: 30_000,
-          },
-        }) as unknown as Sql,
-    );
-    const db = new PgDb(pool, options);
+    const sql = postgres(options.url, {
+      max: options.maxConnections ?? 10,
+      idle_timeout: 60,
+      connect_timeout: 5,
+      // NOTICEs would go to the console by default; nothing we run raises one worth reading.
+      onnotice: () => {},
+      types: { int8: int8AsNumber },
+      connection: {
+        application_name: "keyhole-server",
+        ...(options.schema === undefined ? {} : { search_path: options.schema }),
+        // A lock or a statement stuck this long is answered 503 rather than held forever; a
+        // server that dies inside a transaction has its locks freed with its connection.
+        lock_timeout: 10_000,
+        statement_timeout: 20_000,
+        idle_in_transaction_session_timeout: 30_000,
+      },
+    }) as unknown as Sql;
+    const db = new PgDb(sql, options);
     try {
       await db.#migrate();
     } catch (error) {
-      await pool.end().catch(() => {});
+      await sql.end({ timeout: 1 }).catch(() => {});
       throw pgStorageError(error) ?? error;
     }
     return db;
@@ -164,11 +129,9 @@ export class PgDb {
 
   /** Runs a read on any pooled connection. */
   async read<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
-    const generation = this.#pool.generation;
     try {
       return await fn(this.sql);
     } catch (error) {
-      this.#pool.failed(error, generation);
       throw pgStorageError(error) ?? error;
     }
   }
@@ -183,23 +146,23 @@ export class PgDb {
     fn: (tx: PgTx) => Promise<T>,
   ): Promise<{ value: T; records: AuditRecord[] }> {
     if (this.#closed) throw new KeyholeError("unavailable", "the store is closing");
-    // Connection failures reach the pool through `TxConnection` (postgres-pool.ts).
-    let conn: TxConnection;
+    let conn: ReservedSql;
     try {
-      conn = await TxConnection.begin(this.sql);
+      conn = await this.sql.reserve();
     } catch (error) {
       throw pgStorageError(error) ?? error;
     }
     try {
+      await conn`BEGIN`;
       if (kind === "owner")
-        await conn.sql`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`;
-      const tx = new PgTx(conn.sql);
+        await conn`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`;
+      const tx = new PgTx(conn);
       const value = await fn(tx);
-      const records = await this.#appendChained(conn.sql, tx.drafts);
+      const records = await this.#appendChained(conn, tx.drafts);
       await this.#commit(conn);
       return { value, records };
     } catch (error) {
-      await conn.rollback(error);
+      await conn`ROLLBACK`.catch(() => {});
       throw pgStorageError(error) ?? error;
     } finally {
       conn.release();
@@ -209,20 +172,17 @@ export class PgDb {
   /** Refuses later writes and closes the pool once the queries in flight are done. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#pool.end();
+    await this.sql.end({ timeout: 5 });
   }
 
-  async #commit(conn: TxConnection): Promise<void> {
+  async #commit(conn: ReservedSql): Promise<void> {
     try {
-      await conn.commit();
+      await conn`COMMIT`;
     } catch (error) {
-      // A PostgreSQL error means the COMMIT was refused (rolled back), and so does a COMMIT
-      // never sent because the connection had closed (PostgreSQL rolls back a transaction
-      // whose connection dies); a connection that broke while it ran means nobody knows.
-      if (isConnectionError(error) && !(error instanceof ConnectionLost)) {
-        throw commitOutcomeUnknown(error);
-      }
-      throw error;
+      // A PostgreSQL error means the COMMIT was refused (rolled back); a broken connection
+      // means nobody knows.
+      if (isConnectionError(error)) throw commitOutcomeUnknown(error);
+      throw pgStorageError(error) ?? error;
     }
   }
 
@@ -273,7 +233,7 @@ export class PgDb {
    * newer server is refused.
    */
   async #migrate(): Promise<void> {
-    await transaction(this.sql, async (tx) => {
+    await this.sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${MIGRATION_LOCK})`;
       await tx`CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`;
