@@ -2,8 +2,10 @@
 // Throwaway PostgreSQL 15 server for tests and CI, with no dependencies beyond node: builtins.
 //
 //   import { startPostgres } from "./pg-server.mjs";
-//   const pg = await startPostgres(); // { url, port, dataDir, stop }
+//   const pg = await startPostgres(); // { url, port, dataDir, pause, resume, stop }
 //   ...
+//   await pg.pause("immediate"); // the server is down (a crash), its data kept
+//   await pg.resume(); // up again on the same port and URL
 //   await pg.stop();
 //
 //   node scripts/pg-server.mjs start     # prints KEYHOLE_TEST_DATABASE_URL=... and KEYHOLE_TEST_PG_DIR=...
@@ -56,7 +58,19 @@ export class PgServerError extends Error {
  * @param {Record<string, string | number | boolean>} [options.settings] extra postgresql.conf GUCs.
  * @param {boolean} [options.cleanupOnExit] kill the server and remove its directory when this
  *   process exits (default true; the CLI turns it off so the server outlives it).
- * @returns {Promise<{ url: string, port: number, dataDir: string, stop: () => Promise<void> }>}
+ * @returns {Promise<{
+ *   url: string,
+ *   port: number,
+ *   dataDir: string,
+ *   pause: (mode?: "smart" | "fast" | "immediate") => Promise<void>,
+ *   resume: () => Promise<void>,
+ *   stop: () => Promise<void>,
+ * }>}
+ *   `pause` stops the server and keeps its data (`pg_ctl stop -m MODE`: "fast", the default,
+ *   aborts transactions and disconnects clients cleanly; "immediate" kills every process
+ *   without a checkpoint, like a crash, so `resume` runs crash recovery); `resume` starts it
+ *   again on the same port, so the URL stays valid. Tests use them to restart the database
+ *   under running servers.
  */
 export async function startPostgres(options = {}) {
   const binDir = options.binDir ?? process.env.KEYHOLE_PG_BIN ?? DEFAULT_BIN_DIR;
@@ -75,7 +89,21 @@ export async function startPostgres(options = {}) {
       stopping ??= stopCluster(binDir, dataDir, runAs);
       return stopping;
     };
-    return { url, port, dataDir, stop };
+    const pause = async (mode = "fast") => {
+      if (!["smart", "fast", "immediate"].includes(mode)) {
+        throw new PgServerError(`unknown shutdown mode ${mode}`);
+      }
+      const result = await run(
+        join(binDir, "pg_ctl"),
+        ["stop", "-D", dataDir, "-m", mode, "-w", "-t", "30"],
+        { runAs, cwd: dataDir },
+      );
+      if (result.code !== 0) throw new PgServerError(`pg_ctl stop failed: ${tail(result.all)}`);
+    };
+    // Same port, no retry on another: the URL the clients hold must keep working. Something
+    // else taking the port in between fails here, loudly, rather than moving the server.
+    const resume = () => startServer(binDir, dataDir, runAs, port).then(() => {});
+    return { url, port, dataDir, pause, resume, stop };
   } catch (error) {
     await stopCluster(binDir, dataDir, runAs); // the error already carries the log's tail
     throw error;
@@ -232,11 +260,12 @@ function toConf(settings) {
     .join("");
 }
 
-// The free port we probe can be taken before postgres binds it, so retry on bind failures.
-async function startServer(binDir, dataDir, runAs) {
+// The free port we probe can be taken before postgres binds it, so retry on bind failures;
+// a `fixedPort` (a restart) is tried once.
+async function startServer(binDir, dataDir, runAs, fixedPort) {
   const logPath = join(dataDir, LOG_FILE);
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = fixedPort ?? (await freePort());
     const logStart = existsSync(logPath) ? statSync(logPath).size : 0;
     const result = await run(
       join(binDir, "pg_ctl"),
@@ -246,7 +275,7 @@ async function startServer(binDir, dataDir, runAs) {
     if (result.code === 0) return port;
     const log = existsSync(logPath) ? readFileSync(logPath, "utf8").slice(logStart) : "";
     const bindFailed = /could not bind|address already in use|could not create any TCP/i.test(log);
-    if (!bindFailed || attempt >= PORT_ATTEMPTS) {
+    if (!bindFailed || fixedPort !== undefined || attempt >= PORT_ATTEMPTS) {
       throw new PgServerError(`postgres failed to start: ${tail(log || result.all)}`);
     }
   }

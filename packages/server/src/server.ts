@@ -146,11 +146,16 @@ export interface ServerInternals {
   readonly healthLimits?: HealthLimits;
   /** Runs PRAGMAs on the SQLite connection (storage fault injection: a full or read-only disk). */
   readonly storagePragma?: (run: (pragma: string) => unknown) => void;
+  /**
+   * With PostgreSQL, keep the driver's stray connection-failure rejections from ending the
+   * process (store/postgres-pool.ts). The real server does; tests leave them to node:test.
+   */
+  readonly guardDriverRejections?: boolean;
 }
 
 /** Starts the server. */
 export function startServer(options: ServerOptions): Promise<RunningServer> {
-  return startServerWith(options);
+  return startServerWith(options, { guardDriverRejections: true });
 }
 
 /** Starts the server with test hooks (not part of the package's public API). */
@@ -221,7 +226,7 @@ export async function startServerWith(
         ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
       )(files.db);
     } else {
-      ({ store, authState } = await openDatabase(database, clock(), logger, internals.limits));
+      ({ store, authState } = await openDatabase(database, clock(), logger, internals));
       logger.event("info", "storage: PostgreSQL", { database: database.target.endpoint });
     }
   } catch (error) {
@@ -418,7 +423,7 @@ async function openDatabase(
   database: DatabaseChoice,
   since: number,
   logger: Logger,
-  limits: LimiterOptions | undefined,
+  internals: Pick<ServerInternals, "limits" | "guardDriverRejections">,
 ): Promise<{ store: Store; authState: AuthState }> {
   let driver: typeof import("./store/postgres.js");
   let shared: typeof import("./auth/pg-auth-state.js");
@@ -438,9 +443,17 @@ async function openDatabase(
       url: database.target.url,
       ...(database.schema === undefined ? {} : { schema: database.schema }),
     });
+    if (internals.guardDriverRejections === true) {
+      driver.guardDriverRejections((code) =>
+        logger.event("error", "database connection failed", { storage_code: `PG_${code}` }),
+      );
+    }
     // A limiter that falls back to this server's own counts says so, by code only.
     const onError = (error: unknown) => logger.unexpected("shared rate limit unavailable", error);
-    return { store, authState: shared.postgresAuthState(sql, since, onError, limits) };
+    return {
+      store,
+      authState: shared.postgresAuthState(sql, since, onError, internals.limits),
+    };
   } catch (error) {
     throw databaseStartupError(error, database.target.endpoint);
   }

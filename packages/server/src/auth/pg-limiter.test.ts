@@ -52,7 +52,10 @@ function counting(sql: Sql): { sql: Sql; calls: () => number } {
     },
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
-      if (property !== "begin" || typeof value !== "function") return value;
+      // A transaction starts with `reserve` (store/postgres-pool.ts), or `begin`.
+      if ((property !== "begin" && property !== "reserve") || typeof value !== "function") {
+        return value;
+      }
       return (...args: unknown[]) => {
         calls += 1;
         return value.apply(target, args);

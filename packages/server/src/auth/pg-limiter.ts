@@ -31,13 +31,15 @@
  *   still a failure (401 or 429; the gate never turns a limiter problem into success). The
  *   cause goes to `onError`. After a connection error the table is left alone for
  *   `unreachablePauseMs` (5 s): the driver waits longer and longer between reconnection
- *   attempts (up to 20 s), and failures should not queue behind it, one report each.
+ *   attempts (up to 1 s, store/postgres-pool.ts), and failures should not queue behind it, one
+ *   report each.
  *
  * Keys are client sources (IPv4 addresses, IPv6 /64s) and token ids (base64url): public
  * identifiers, never an auth key. Times are each server's clock (ms), as everywhere else.
  */
 import type { Sql } from "../store/postgres-db.js";
 import { isConnectionError } from "../store/postgres-errors.js";
+import { transaction } from "../store/postgres-pool.js";
 import {
   type AuthLimiter,
   DEFAULT_LIMITS,
@@ -241,7 +243,8 @@ export class PgFailureLimiter implements AuthLimiter {
   async #recordShared(sql: Sql, key: string, now: number): Promise<number> {
     const kind = this.#kind;
     const o = this.#limits;
-    return sql.begin(async (tx) => {
+    // Not `sql.begin()`: it sends a ROLLBACK on a connection that closed (postgres-pool.ts).
+    return transaction(sql, async (tx) => {
       // Inserts a blank row (no failures, last failure now: the same as no state) or, when the
       // row exists, updates nothing; either way the row is locked until COMMIT, so concurrent
       // failures for this key, from every server, apply one after another.

@@ -19,7 +19,7 @@ import type { BootstrapCode } from "../auth/bootstrap.js";
 import type { AuthGate } from "../auth/gate.js";
 import type { Route } from "../http/router.js";
 import type { Logger } from "../log.js";
-import type { StorageHealth } from "../store/storage-errors.js";
+import { type StorageHealth, storageCause } from "../store/storage-errors.js";
 import type { Store } from "../store/store.js";
 import { checkBody } from "../validate.js";
 import type { VaultState } from "../vault-state.js";
@@ -56,8 +56,12 @@ export function publicRoutes(deps: PublicDeps): Route[] {
           vault = await deps.store.getVault();
         } catch (error) {
           // A storage fault (after a failed fsync the store refuses everything until a restart)
-          // is answered and counted as one, like any other request's.
-          if (isKeyholeError(error) && error.code === "storage_unavailable") throw error;
+          // or a PostgreSQL that cannot be reached (down, restarting) is answered, logged with
+          // its code and counted as one, like any other request's.
+          const pgCause = storageCause(error)?.startsWith("PG_") === true;
+          if (isKeyholeError(error) && (error.code === "storage_unavailable" || pgCause)) {
+            throw error;
+          }
           // Closed, locked or broken: logged by name only, answered with a fixed 503.
           deps.logger.unexpected("readiness: store not answering", error, ctx.requestId);
           throw new KeyholeError("unavailable", "the store is not answering");

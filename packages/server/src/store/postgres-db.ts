@@ -20,12 +20,18 @@ import { sha256Sync } from "../audit/sha256.js";
 import { type AuditOutcome, auditDraft } from "./audit-draft.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
 import { commitOutcomeUnknown, isConnectionError, pgStorageError } from "./postgres-errors.js";
+import {
+  ConnectionLost,
+  Pool,
+  type ReservedSql,
+  reconnectBackoff,
+  type Sql,
+  TxConnection,
+  transaction,
+} from "./postgres-pool.js";
 import type { AuditDraft, AuditRecord, AuditRequest } from "./store.js";
 
-/** The connection pool's query function. */
-export type Sql = postgres.Sql;
-/** A connection reserved for one transaction. */
-export type ReservedSql = postgres.ReservedSql;
+export type { ReservedSql, Sql } from "./postgres-pool.js";
 
 /** How to open the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -89,49 +95,63 @@ export class PgTx {
 
 /** The pool, migrated. */
 export class PgDb {
+  /**
+   * The pool (postgres-pool.ts): replaced after a connection failure, refusing statements at
+   * once while the database is believed down (its users map that like any connection
+   * failure: a 503).
+   */
   readonly sql: Sql;
+  readonly #pool: Pool;
   readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
   #closed = false;
 
-  private constructor(sql: Sql, options: PostgresStoreOptions) {
-    this.sql = sql;
+  private constructor(pool: Pool, options: PostgresStoreOptions) {
+    this.#pool = pool;
+    this.sql = pool.sql;
     this.#beforeAuditAppend = options.beforeAuditAppend;
   }
 
   /** Connects and applies pending migrations. */
   static async open(options: PostgresStoreOptions): Promise<PgDb> {
-    const sql = postgres(options.url, {
-      max: options.maxConnections ?? 10,
-      idle_timeout: 60,
-      connect_timeout: 5,
-      // NOTICEs would go to the console by default; nothing we run raises one worth reading.
-      onnotice: () => {},
-      types: { int8: int8AsNumber },
-      connection: {
-        application_name: "keyhole-server",
-        ...(options.schema === undefined ? {} : { search_path: options.schema }),
-        // A lock or a statement stuck this long is answered 503 rather than held forever; a
-        // server that dies inside a transaction has its locks freed with its connection.
-        lock_timeout: 10_000,
-        statement_timeout: 20_000,
-        idle_in_transaction_session_timeout: 30_000,
-      },
-    }) as unknown as Sql;
-    const db = new PgDb(sql, options);
+    const pool = new Pool(
+      () =>
+        postgres(options.url, {
+          max: options.maxConnections ?? 10,
+          idle_timeout: 60,
+          connect_timeout: 5,
+          backoff: reconnectBackoff,
+          // NOTICEs would go to the console by default; nothing we run raises one worth reading.
+          onnotice: () => {},
+          types: { int8: int8AsNumber },
+          connection: {
+            application_name: "keyhole-server",
+            ...(options.schema === undefined ? {} : { search_path: options.schema }),
+            // A lock or a statement stuck this long is answered 503 rather than held forever; a
+            // server that dies inside a transaction has its locks freed with its connection.
+            lock_timeout: 10_000,
+            statement_timeout: 20_000,
+            idle_in_transaction_session_timeout: 30_000,
+          },
+        }) as unknown as Sql,
+    );
+    const db = new PgDb(pool, options);
     try {
       await db.#migrate();
     } catch (error) {
-      await sql.end({ timeout: 1 }).catch(() => {});
+      await pool.end().catch(() => {});
       throw pgStorageError(error) ?? error;
     }
+    pool.watch();
     return db;
   }
 
   /** Runs a read on any pooled connection. */
   async read<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    const generation = this.#pool.generation;
     try {
       return await fn(this.sql);
     } catch (error) {
+      this.#pool.failed(error, generation);
       throw pgStorageError(error) ?? error;
     }
   }
@@ -146,23 +166,23 @@ export class PgDb {
     fn: (tx: PgTx) => Promise<T>,
   ): Promise<{ value: T; records: AuditRecord[] }> {
     if (this.#closed) throw new KeyholeError("unavailable", "the store is closing");
-    let conn: ReservedSql;
+    // Connection failures reach the pool through `TxConnection` (postgres-pool.ts).
+    let conn: TxConnection;
     try {
-      conn = await this.sql.reserve();
+      conn = await TxConnection.begin(this.sql);
     } catch (error) {
       throw pgStorageError(error) ?? error;
     }
     try {
-      await conn`BEGIN`;
       if (kind === "owner")
-        await conn`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`;
-      const tx = new PgTx(conn);
+        await conn.sql`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`;
+      const tx = new PgTx(conn.sql);
       const value = await fn(tx);
-      const records = await this.#appendChained(conn, tx.drafts);
+      const records = await this.#appendChained(conn.sql, tx.drafts);
       await this.#commit(conn);
       return { value, records };
     } catch (error) {
-      await conn`ROLLBACK`.catch(() => {});
+      await conn.rollback(error);
       throw pgStorageError(error) ?? error;
     } finally {
       conn.release();
@@ -172,17 +192,20 @@ export class PgDb {
   /** Refuses later writes and closes the pool once the queries in flight are done. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.sql.end({ timeout: 5 });
+    await this.#pool.end();
   }
 
-  async #commit(conn: ReservedSql): Promise<void> {
+  async #commit(conn: TxConnection): Promise<void> {
     try {
-      await conn`COMMIT`;
+      await conn.commit();
     } catch (error) {
-      // A PostgreSQL error means the COMMIT was refused (rolled back); a broken connection
-      // means nobody knows.
-      if (isConnectionError(error)) throw commitOutcomeUnknown(error);
-      throw pgStorageError(error) ?? error;
+      // A PostgreSQL error means the COMMIT was refused (rolled back), and so does a COMMIT
+      // never sent because the connection had closed (PostgreSQL rolls back a transaction
+      // whose connection dies); a connection that broke while it ran means nobody knows.
+      if (isConnectionError(error) && !(error instanceof ConnectionLost)) {
+        throw commitOutcomeUnknown(error);
+      }
+      throw error;
     }
   }
 
@@ -233,7 +256,7 @@ export class PgDb {
    * newer server is refused.
    */
   async #migrate(): Promise<void> {
-    await this.sql.begin(async (tx) => {
+    await transaction(this.sql, async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${MIGRATION_LOCK})`;
       await tx`CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`;

@@ -81,6 +81,7 @@ import type {
 } from "./store.js";
 
 export type { PostgresStoreOptions } from "./postgres-db.js";
+export { guardDriverRejections } from "./postgres-pool.js";
 
 /** Connects, applies pending migrations (once, whichever server is first) and opens the store. */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
