@@ -37,9 +37,11 @@
  * Keys are client sources (IPv4 addresses, IPv6 /64s) and token ids (base64url): public
  * identifiers, never an auth key. Times are each server's clock (ms), as everywhere else.
  */
+
 import type { Sql } from "../store/postgres-db.js";
 import { isConnectionError } from "../store/postgres-errors.js";
 import { transaction } from "../store/postgres-pool.js";
+import { OneAtATime } from "./one-at-a-time.js";
 import {
   type AuthLimiter,
   DEFAULT_LIMITS,
@@ -117,7 +119,7 @@ export class PgFailureLimiter implements AuthLimiter {
   readonly #blocks = new Map<string, KnownBlock>();
   /** Real time (not the request clock) until which the table is believed unreachable. */
   #pausedUntil = Number.NEGATIVE_INFINITY;
-  #pruning = false;
+  readonly #pruning = new OneAtATime();
 
   constructor(sql: Sql, options: PgLimiterOptions) {
     if (options.kind !== "source" && options.kind !== "token") {
@@ -205,13 +207,7 @@ export class PgFailureLimiter implements AuthLimiter {
    */
   async prune(now: number, limit = 1000): Promise<number> {
     checkCount("limit", limit, 1);
-    if (this.#pruning) return 0;
-    this.#pruning = true;
-    try {
-      return await this.#prune(now, limit);
-    } finally {
-      this.#pruning = false;
-    }
+    return this.#pruning.run(() => this.#prune(now, limit), 0);
   }
 
   async #prune(now: number, limit: number): Promise<number> {

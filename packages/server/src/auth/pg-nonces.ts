@@ -27,9 +27,11 @@
  *
  * A nonce is base64url of random bytes and authorises nothing by itself; it is stored as sent.
  */
+
 import type { Sql } from "../store/postgres-db.js";
 import { pgStorageError } from "../store/postgres-errors.js";
 import type { NonceResult, NonceStore } from "./nonce-cache.js";
+import { OneAtATime } from "./one-at-a-time.js";
 
 /** How to build the shared nonce store. */
 export interface PgNonceStoreOptions {
@@ -55,7 +57,7 @@ export class PgNonceStore implements NonceStore {
   readonly #graceMs: number;
   /** Set by `prune`: the table held `maxEntries` nonces at its last count. */
   #full = false;
-  #pruning = false;
+  readonly #pruning = new OneAtATime();
 
   constructor(sql: Sql, options: PgNonceStoreOptions) {
     this.since = options.since;
@@ -94,13 +96,7 @@ export class PgNonceStore implements NonceStore {
    */
   async prune(now: number, limit = 10_000): Promise<number> {
     checkCount("limit", limit, 1);
-    if (this.#pruning) return 0;
-    this.#pruning = true;
-    try {
-      return await this.#prune(now, limit);
-    } finally {
-      this.#pruning = false;
-    }
+    return this.#pruning.run(() => this.#prune(now, limit), 0);
   }
 
   async #prune(now: number, limit: number): Promise<number> {
