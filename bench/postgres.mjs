@@ -15,34 +15,41 @@ import { spawn } from "node:child_process";
 //                                (pool of 10, as the store), one SELECT by key; no auth/audit
 //   Keyhole fetch, PostgreSQL    one server, then three, on the one database
 //   audit append alone           no HTTP: this process runs only the serial part of an audited
-//                                fetch (BEGIN; lock the chain head; insert the entry and move
-//                                the head; COMMIT) on copies of the two tables, c connections
+//                                fetch, the store's own audit append (BEGIN; the append function
+//                                and COMMIT in one message) on a vault of its own, c at a time
 //
 // During the Keyhole runs on PostgreSQL this process samples pg_stat_activity every 10 ms: how
 // often a server's backend holds the `audit_head` row lock (the serial section every audited
 // operation passes through, docs/scaling.md), and how often it holds it while idle in its
-// transaction, i.e. waiting for its Keyhole server to send the next statement. "lock µs/fetch"
+// transaction, i.e. waiting for its Keyhole server to send the next statement (which the append
+// in the database has made impossible; the column shows it stays 0). "lock µs/fetch"
 // is that busy fraction divided by the fetch rate. CPU per request is from /proc: the serving
 // processes (Keyhole servers or baseline), and PostgreSQL (postmaster and every backend, the
 // sampler's own backend excluded), warm-up included in both.
 //
 //   node bench/postgres.mjs           c = 10 and 50, median of 3 runs × 3 s (about 2½ minutes)
 //   node bench/postgres.mjs --smoke   c = 10, 1 run × 300 ms (keeps the script working)
+//   node bench/postgres.mjs --profile DIR
+//                                     also V8 CPU profiles of the Keyhole servers on PostgreSQL
+//                                     (`node bench/cpuprofile-summary.mjs DIR`)
 //
 // Outside CI a machine without PostgreSQL 15 skips the benchmark with a notice, as npm test does.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { openPostgresStore } from "../packages/server/dist/store/postgres.js";
 import { PgServerError, startPostgres } from "../scripts/pg-server.mjs";
 import { startKeyholeServer } from "./keyhole-server.mjs";
 import { runLoadAsync } from "./load-client.mjs";
 import { setUpFetchVault } from "./seed.mjs";
 
-const { values: options } = parseArgs({ options: { smoke: { type: "boolean" } } });
+const { values: options } = parseArgs({
+  options: { smoke: { type: "boolean" }, profile: { type: "string" } },
+});
 const smoke = options.smoke === true;
 const runs = smoke ? 1 : 3;
 const durationMs = smoke ? 300 : 3000;
@@ -114,8 +121,9 @@ async function stop({ child, exited }) {
 
 /**
  * Samples the Keyhole servers' backends until the returned function is called. A backend holds
- * the chain head's row lock from its `SELECT … FROM audit_head … FOR UPDATE` (once granted)
- * through the entry's INSERT to the end of its COMMIT.
+ * the chain head's row lock while it runs the message `SELECT … FROM keyhole_audit_append(…);
+ * COMMIT` (postgres-db.ts), once it is no longer waiting for that lock, to the end of the
+ * COMMIT. It can no longer hold it while idle in its transaction (the column stays, to show it).
  */
 function sampleAuditLock(sql) {
   const s = { samples: 0, busy: 0, busyIdle: 0, waiters: 0, states: {} };
@@ -124,19 +132,15 @@ function sampleAuditLock(sql) {
     while (!stopped) {
       const started = performance.now();
       const rows = await sql`
-        SELECT state, wait_event_type AS type, wait_event AS event, left(query, 120) AS query
+        SELECT state, wait_event_type AS type, wait_event AS event, left(query, 200) AS query
         FROM pg_stat_activity WHERE application_name = 'keyhole-server'`;
       let active = 0;
       let idle = 0;
       for (const r of rows) {
         const inTx = r.state === "active" || r.state === "idle in transaction";
-        const head = /FROM audit_head[\s\S]*FOR UPDATE/.test(r.query);
-        if (r.type === "Lock" && head) s.waiters++;
-        const holds =
-          inTx &&
-          ((head && r.type !== "Lock") ||
-            /INSERT INTO audit\b/.test(r.query) ||
-            (r.state === "active" && r.query.trim() === "COMMIT"));
+        const append = /keyhole_audit_append\(/.test(r.query);
+        if (r.type === "Lock" && append) s.waiters++;
+        const holds = inTx && append && r.type !== "Lock";
         if (holds && r.state === "active") active++;
         else if (holds) idle++;
         if (r.state === "active" || r.state === "idle in transaction") {
@@ -159,25 +163,29 @@ function sampleAuditLock(sql) {
 }
 
 /**
- * The serial part of an audited fetch alone, as postgres-db.ts runs it, on copies of `audit` and
- * `audit_head` in schema bench_baseline: `concurrency` connections in a closed loop.
+ * The serial part of an audited fetch alone: the store's own audit append (`Store.appendAudit`:
+ * BEGIN, then `keyhole_audit_append(…)` and COMMIT in one message, postgres-db.ts) on a vault
+ * of its own in schema bench_append, `concurrency` appends in a closed loop in this process.
  */
 async function appendProbe(url, concurrency) {
-  const sql = postgres(url, { max: concurrency, onnotice: () => {} });
+  const store = await openPostgresStore({
+    url,
+    schema: "bench_append",
+    maxConnections: concurrency,
+  });
   const counts = { errors: 0, sent: 0 };
-  const entry = (seq) => ({
-    seq,
+  const draft = () => ({
     ts: Date.now(),
-    request_id: randomBytes(12).toString("base64url"),
-    actor_type: "agent",
-    actor_id: "agt_benchmarkbenchmarkbench",
+    requestId: randomBytes(12).toString("base64url"),
+    actorType: "agent",
+    actorId: "agt_benchmarkbenchmarkbench",
     action: "secret.read",
     result: "ok",
-    agent_id: "agt_benchmarkbenchmarkbench",
-    secret_id: "sec_benchmarkbenchmarkbench",
-    secret_version: 1,
-    client_ip: "127.0.0.1",
-    user_agent: "keyhole-sdk/0.1.0",
+    agentId: "agt_benchmarkbenchmarkbench",
+    secretId: "sec_benchmarkbenchmarkbench",
+    secretVersion: 1,
+    clientIp: "127.0.0.1",
+    userAgent: "keyhole-sdk/0.1.0",
     detail: "",
   });
   const phase = async (ms, latencies) => {
@@ -185,30 +193,15 @@ async function appendProbe(url, concurrency) {
     const start = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
-        const conn = await sql.reserve();
-        try {
-          while (performance.now() < until) {
-            const t0 = performance.now();
-            try {
-              await conn`BEGIN`;
-              const [head] = await conn`
-                SELECT seq, hash FROM bench_baseline.audit_head WHERE singleton = 1 FOR UPDATE`;
-              const row = entry(Number(head.seq) + 1);
-              const hash = createHashOf(head.hash, row);
-              await conn`
-                WITH appended AS (INSERT INTO bench_baseline.audit ${conn({ ...row, hash })})
-                UPDATE bench_baseline.audit_head SET seq = ${row.seq}, hash = ${hash}
-                WHERE singleton = 1`;
-              await conn`COMMIT`;
-              latencies?.push(performance.now() - t0);
-            } catch {
-              counts.errors++;
-              await conn`ROLLBACK`.catch(() => {});
-            }
-            counts.sent++;
+        while (performance.now() < until) {
+          const t0 = performance.now();
+          try {
+            await store.appendAudit(draft());
+            latencies?.push(performance.now() - t0);
+          } catch {
+            counts.errors++;
           }
-        } finally {
-          conn.release();
+          counts.sent++;
         }
       }),
     );
@@ -235,13 +228,8 @@ async function appendProbe(url, concurrency) {
       serverCpuUs: ((used.user + used.system) / Math.max(1, latencies.length)) | 0,
     };
   } finally {
-    await sql.end({ timeout: 1 });
+    await store.close();
   }
-}
-
-/** A stand-in for the chain hash: SHA-256 over the previous hash and the entry's fields. */
-function createHashOf(previous, row) {
-  return createHash("sha256").update(previous).update(JSON.stringify(row)).digest();
 }
 
 let pg;
@@ -286,7 +274,16 @@ try {
   };
   const sqliteEnv = ownerEnv("sqlite");
   const pgEnv = ownerEnv("pg");
-  const serverEnv = { ...pgEnv, KEYHOLE_DATABASE_URL: pg.url };
+  const serverEnv = {
+    ...pgEnv,
+    KEYHOLE_DATABASE_URL: pg.url,
+    ...(options.profile === undefined
+      ? {}
+      : {
+          NODE_OPTIONS: `--import=${join(here, "cpu-profile-hook.mjs")}`,
+          KEYHOLE_BENCH_CPU_PROF_DIR: options.profile,
+        }),
+  };
   const keyArgs = ["--pepper-file", pepperFile, "--audit-key-file", auditKeyFile];
   const baseSqlite = await track(startBaseline("baseline-server.mjs", { PATH: process.env.PATH }));
   const basePg = await track(
@@ -319,9 +316,7 @@ try {
   );
   const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
   pools.push(admin);
-  await admin`CREATE TABLE bench_baseline.audit (LIKE public.audit INCLUDING ALL)`;
-  await admin`CREATE TABLE bench_baseline.audit_head (LIKE public.audit_head INCLUDING ALL)`;
-  await admin`INSERT INTO bench_baseline.audit_head SELECT 1, 0, decode(repeat('00', 32), 'hex')`;
+  await admin`CREATE SCHEMA bench_append`;
   const [{ pid: samplerPid }] = await admin`SELECT pg_backend_pid() AS pid`;
   const exclude = new Set([samplerPid]);
   const setupMs = performance.now() - setupStart;
@@ -481,7 +476,7 @@ try {
   const [wal] =
     await admin`SELECT wal_sync, wal_sync_time, wal_records, wal_bytes FROM pg_stat_wal`;
   const [{ n: fetches }] = await admin`SELECT count(*)::int AS n FROM public.audit`;
-  const [{ n: appends }] = await admin`SELECT count(*)::int AS n FROM bench_baseline.audit`;
+  const [{ n: appends }] = await admin`SELECT count(*)::int AS n FROM bench_append.audit`;
   const walSummary = {
     fsyncs: Number(wal.wal_sync),
     fsyncMs: Number(wal.wal_sync_time),

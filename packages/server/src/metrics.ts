@@ -130,6 +130,7 @@ export class Metrics {
         ],
         ["keyhole_store_fsyncs_total", "fsyncs of the write-ahead log.", writes.syncs],
       ] as const) {
+        if (value === null) continue;
         out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`);
       }
     }

@@ -13,9 +13,10 @@ export const COPIED_SQLITE_VERSION = 3;
 
 /**
  * The PostgreSQL schema version the copy was last checked against: a new migration must be
- * reviewed here (a table to copy, or one more for `POSTGRES_TABLES_NOT_COPIED`).
+ * reviewed here (a table to copy, or one more for `POSTGRES_TABLES_NOT_COPIED`). Version 3
+ * adds a function only (the audit append): the copy writes the chain's rows as they are.
  */
-export const COPIED_POSTGRES_VERSION = 2;
+export const COPIED_POSTGRES_VERSION = 3;
 
 /** PostgreSQL tables that are not vault data, and why nothing is copied into them. */
 export const POSTGRES_TABLES_NOT_COPIED: Readonly<Record<string, string>> = {

@@ -3,9 +3,9 @@
  * sqlite-agent-fetch.ts with the same checks, results and audit entries. Each runs in the one
  * transaction `PostgresStore` opens for it; its audit entry is appended when it returns
  * (postgres-db.ts). What differs, and why:
- * - Each takes its agent's advisory lock first (postgres-queries.ts `lockAgent`): shared for the
- *   agent's own operations, exclusive for a revoke or rotate, so an agent's operation commits
- *   before a revoke or rotate of it, or runs after it and fails.
+ * - Each runs under its agent's advisory lock, taken with BEGIN (postgres-locks.ts): shared for
+ *   the agent's own operations, exclusive for a revoke or rotate, so an agent's operation
+ *   commits before a revoke or rotate of it, or runs after it and fails.
  * - A limited grant's use is counted with a conditional UPDATE, so concurrent fetches through
  *   several servers can never spend more than its budget.
  * - No `last_used_at` is written: it is read from the audit log (postgres-queries.ts).
@@ -19,9 +19,10 @@ import {
   checkPrincipal,
   insertGrant,
   insertToken,
-  lockAgent,
-  lockAgentAndSecret,
+  type PrincipalRow,
   pgBytes,
+  principalRowSql,
+  principalStillValid,
   retireTokens,
   secretByName,
 } from "./postgres-queries.js";
@@ -55,6 +56,9 @@ import {
   grantOfFetchRow,
   type ReadCount,
 } from "./store-rules.js";
+
+/** A fetch row's columns when the secret, its grant or its ciphertext is missing. */
+type NoFetchRow = { [column in keyof FetchRow]: null };
 
 /** `Store.createAgent`, inside a transaction. */
 export async function createAgentPg(
@@ -91,9 +95,8 @@ export async function rotateAgentPg(
   audit: AuditRequest,
 ): Promise<RotateResult | null> {
   const { sql } = tx;
-  // Waits for the agent's fetches in flight; later ones wait for this rotate, so no use of a
-  // limited grant is counted between reading the uses below and carrying them over.
-  await lockAgent(sql, update.agentId, "exclusive");
+  // Under the agent's exclusive lock (postgres.ts): no use of a limited grant is counted
+  // between reading the uses below and carrying them over.
   const agent = await agentRow(sql, update.agentId);
   if (!agent || agent.revoked_at !== null) {
     tx.append(audit, { action: "agent.rotate", result: "not_found", agentId: update.agentId });
@@ -140,9 +143,8 @@ export async function revokeAgentPg(
   audit: AuditRequest,
 ): Promise<RevokeResult | null> {
   const { sql } = tx;
-  // Waits for the agent's fetches in flight, so the blast radius below counts every read the
-  // log shows before this revoke; later fetches wait for it, then find no token.
-  await lockAgent(sql, agentId, "exclusive");
+  // Under the agent's exclusive lock (postgres.ts): the blast radius below counts every read
+  // the log shows before this revoke; later fetches wait for it, then find no token.
   const agent = await agentRow(sql, agentId);
   if (!agent) {
     tx.append(audit, { action: "agent.revoke", result: "not_found", agentId });
@@ -192,7 +194,6 @@ export async function agentSelfPg(
   now: number,
   audit: AuditRequest,
 ): Promise<AgentRecord> {
-  await lockAgent(tx.sql, principal.agentId, "shared");
   const agent = required(await agentRow(tx.sql, await checkPrincipal(tx.sql, principal, now)));
   tx.append(audit, { action: "agent.self", result: "ok", agentId: agent.id });
   return toAgent(agent);
@@ -205,7 +206,6 @@ export async function listSecretsForAgentPg(
   now: number,
   audit: AuditRequest,
 ): Promise<{ name: string; version: number }[]> {
-  await lockAgent(tx.sql, principal.agentId, "shared");
   const agentId = await checkPrincipal(tx.sql, principal, now);
   const rows = await tx.sql<{ name: string; version: number }[]>`
     SELECT s.name, s.current_version AS version FROM grants g
@@ -232,21 +232,26 @@ export async function getSecretForAgentPg(
   audit: AuditRequest,
 ): Promise<AgentSecret | null> {
   const { sql } = tx;
-  await lockAgentAndSecret(sql, principal.agentId, name);
-  const agentId = await checkPrincipal(sql, principal, now);
-  const [row] = await sql<FetchRow[]>`
-    SELECT s.*,
-      g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
-      g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts,
-      g.max_uses AS g_max_uses, g.uses AS g_uses, g.sig AS g_sig, g.created_at AS g_created_at,
-      v.value AS value
-    FROM secrets s
-    JOIN grants g ON g.agent_id = ${agentId} AND g.secret_id = s.id
-      AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
-    JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
-    WHERE s.name = ${name}`;
-  let grant = row === undefined ? undefined : grantOfFetchRow(row);
-  if (row === undefined || grant === undefined) {
+  // The token re-check and the read in one statement: the principal's row, joined with the
+  // secret, grant and ciphertext when there are any (all NULL otherwise).
+  const [row] = await sql<(PrincipalRow & (FetchRow | NoFetchRow))[]>`
+    SELECT p.*, f.* FROM (${principalRowSql(sql, principal)}) p
+    LEFT JOIN LATERAL (
+      SELECT s.*,
+        g.agent_id AS g_agent_id, g.wrap AS g_wrap, g.issued_at AS g_issued_at,
+        g.not_after AS g_not_after, g.allowed_hosts AS g_allowed_hosts,
+        g.max_uses AS g_max_uses, g.uses AS g_uses, g.sig AS g_sig,
+        g.created_at AS g_created_at, v.value AS value
+      FROM secrets s
+      JOIN grants g ON g.agent_id = ${principal.agentId} AND g.secret_id = s.id
+        AND g.version = s.current_version AND (g.not_after = 0 OR g.not_after > ${now})
+      JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+      WHERE s.name = ${name}
+    ) f ON TRUE`;
+  principalStillValid(row, principal, now);
+  const agentId = principal.agentId;
+  let grant = row.id === null ? undefined : grantOfFetchRow(row);
+  if (row.id === null || grant === undefined) {
     // The rare path: tell a missing secret from a missing grant, for the owner's audit log.
     const secret = await secretByName(sql, name);
     if (!secret) {

@@ -7,19 +7,31 @@
  * - Owner writes take one transaction-scoped advisory lock first, so they run one at a time
  *   across every server, exactly as under SQLite's single writer: their check-then-write logic
  *   (version compare-and-set, "the grants cover every active grantee") needs no other change.
- * - Agent operations lock their token row (`FOR KEY SHARE`): a revoke or rotate, which deletes
- *   that row, waits for a fetch in flight to commit, and a fetch that starts after it finds no
- *   token. A fetch never answers after the revoke that should have stopped it committed.
- * - Every audited transaction appends its entry last, under the row lock of `audit_head`: appends
- *   from all servers are serialised into one gap-free chain. Nothing else is locked after that
- *   lock, so it cannot take part in a deadlock.
+ * - Every operation takes the advisory locks of the agent and secret it works on before it
+ *   reads (postgres-locks.ts): a revoke waits for the agent's fetches in flight, and a fetch
+ *   that starts after it finds no token. A fetch never answers after the revoke that should
+ *   have stopped it committed.
+ * - Every audited transaction appends its entries last, under the row lock of `audit_head`, in
+ *   the database (migration 003, `keyhole_audit_append`): appends from all servers are
+ *   serialised into one gap-free chain. Nothing else is locked after that lock, so it cannot
+ *   take part in a deadlock.
+ *
+ * Round trips are what a fetch costs here (each one a socket write and read on both sides), so
+ * a transaction takes as few as it can: BEGIN goes out with the operation's locks, and the
+ * audit append with the COMMIT; a fetch is three, its one read in the middle.
  */
-import { AUDIT_GENESIS, type AuditFields, chainAuditHash, KeyholeError } from "@keyhole/core";
+import { encodeAuditEntry, KeyholeError } from "@keyhole/core";
 import postgres from "postgres";
-import { sha256Sync } from "../audit/sha256.js";
 import { type AuditOutcome, auditDraft } from "./audit-draft.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
-import { commitOutcomeUnknown, isConnectionError, pgStorageError } from "./postgres-errors.js";
+import { Batcher } from "./postgres-batch.js";
+import {
+  commitOutcomeUnknown,
+  isCommitOutcomeUnknown,
+  isConnectionError,
+  pgStorageError,
+} from "./postgres-errors.js";
+import { type AdvisoryLock, lockStatement, MIGRATION_LOCK_STATEMENT } from "./postgres-locks.js";
 import {
   ConnectionLost,
   Pool,
@@ -29,7 +41,7 @@ import {
   TxConnection,
   transaction,
 } from "./postgres-pool.js";
-import type { AuditDraft, AuditRecord, AuditRequest } from "./store.js";
+import type { AuditDraft, AuditRecord, AuditRequest, WriteStats } from "./store.js";
 
 export type { ReservedSql, Sql } from "./postgres-pool.js";
 
@@ -45,15 +57,21 @@ export interface PostgresStoreOptions {
   /** Connections in the pool (default 10). */
   readonly maxConnections?: number;
   /** Test-only fault injection, as in SQLite: throwing fails the whole operation. */
-  readonly beforeAuditAppend?: (entry: AuditFields) => void;
+  readonly beforeAuditAppend?: (draft: AuditDraft) => void;
 }
 
-/** Keyhole's advisory locks: (this space, one of the keys below), in PostgreSQL's two-int form. */
-const LOCK_SPACE = 0x4b65_7968; // "Keyh"
-/** Owner writes serialise on this one. */
-const OWNER_WRITE_LOCK = 1;
-/** Migrations run under this one. */
-const MIGRATION_LOCK = 2;
+/** Connections in the pool unless told otherwise. */
+const DEFAULT_CONNECTIONS = 10;
+/** Agent operations in one transaction at most (postgres-batch.ts). */
+const BATCH_OPERATIONS = 32;
+
+/** An agent operation waiting for its batch, and how to answer it. */
+interface AgentOp {
+  readonly fn: (tx: PgTx) => Promise<unknown>;
+  readonly locks: readonly AdvisoryLock[];
+  readonly resolve: (result: { value: unknown; records: AuditRecord[] }) => void;
+  readonly reject: (error: unknown) => void;
+}
 
 /** Whether a transaction runs owner writes (serialised) or not. */
 export type WriteKind = "owner" | "agent";
@@ -77,9 +95,24 @@ const int8AsNumber = {
 export class PgTx {
   readonly sql: ReservedSql;
   readonly drafts: AuditDraft[] = [];
+  readonly #schema: string;
+  readonly #batched: boolean;
 
-  constructor(sql: ReservedSql) {
+  constructor(sql: ReservedSql, schema: string, batched: boolean) {
     this.sql = sql;
+    this.#schema = schema;
+    this.#batched = batched;
+  }
+
+  /**
+   * Takes an advisory lock now, for an operation that learns what to lock from a read (the
+   * others pass their locks to `PgDb.write`, sent with BEGIN). Never in a batch: its locks are
+   * all taken at once, in key order, which a later lock would break (postgres-locks.ts).
+   */
+  async lock(lock: AdvisoryLock): Promise<void> {
+    if (this.#batched) throw new Error("an operation in a batch takes its locks with BEGIN");
+    const statement = lockStatement(this.#schema, false, [lock]);
+    if (statement !== null) await this.sql.unsafe(statement);
   }
 
   /** Records the operation's entry; it is chained and inserted when the operation is done. */
@@ -102,13 +135,32 @@ export class PgDb {
    */
   readonly sql: Sql;
   readonly #pool: Pool;
-  readonly #beforeAuditAppend: ((entry: AuditFields) => void) | undefined;
+  readonly #beforeAuditAppend: ((draft: AuditDraft) => void) | undefined;
+  readonly #batcher: Batcher<AgentOp>;
+  /** Operations committed, and the transactions that committed them (batches count once). */
+  #operations = 0;
+  #commits = 0;
+  /** The schema the tables are in, as the database named it: part of every lock key. */
+  #schema = "";
   #closed = false;
 
   private constructor(pool: Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
     this.sql = pool.sql;
     this.#beforeAuditAppend = options.beforeAuditAppend;
+    const connections = options.maxConnections ?? DEFAULT_CONNECTIONS;
+    this.#batcher = new Batcher<AgentOp>(
+      // A quarter of the pool for batches, the rest for reads (token lookups) and owner
+      // writes: fewer batches in flight make larger ones, fewer commits for the serial append
+      // (docs/performance.md, measured against half the pool).
+      { batches: Math.max(1, Math.floor(connections / 4)), operations: BATCH_OPERATIONS },
+      (ops) => this.#writeTogether(ops),
+    );
+  }
+
+  /** What `/metrics` shows: more operations than commits is batching at work. */
+  writeStats(): WriteStats {
+    return { operations: this.#operations, commits: this.#commits, syncs: null };
   }
 
   /** Connects and applies pending migrations. */
@@ -116,7 +168,7 @@ export class PgDb {
     const pool = new Pool(
       () =>
         postgres(options.url, {
-          max: options.maxConnections ?? 10,
+          max: options.maxConnections ?? DEFAULT_CONNECTIONS,
           idle_timeout: 60,
           connect_timeout: 5,
           backoff: reconnectBackoff,
@@ -131,12 +183,15 @@ export class PgDb {
             lock_timeout: 10_000,
             statement_timeout: 20_000,
             idle_in_transaction_session_timeout: 30_000,
+            // Every COMMIT is on disk before its answer leaves, whatever the role's default.
+            synchronous_commit: "on",
           },
         }) as unknown as Sql,
     );
     const db = new PgDb(pool, options);
     try {
       await db.#migrate();
+      db.#schema = await db.#currentSchema();
     } catch (error) {
       await pool.end().catch(() => {});
       throw pgStorageError(error) ?? error;
@@ -160,26 +215,44 @@ export class PgDb {
    * Runs `fn` in one transaction on a reserved connection, appends the audit entries it
    * recorded, and commits: all of it, or none of it. Resolves with its result and the appended
    * entries only after the COMMIT (synchronous_commit: on disk before the answer leaves).
+   * `locks` are taken with BEGIN, in one round trip (an owner write's own lock first); an
+   * operation that learns what to lock from a read takes it with `PgTx.lock`. Agent
+   * operations share their transaction with the others that arrive with them
+   * (postgres-batch.ts); `fn` may then run twice, the first run rolled back.
    */
   async write<T>(
     kind: WriteKind,
     fn: (tx: PgTx) => Promise<T>,
+    locks: readonly AdvisoryLock[] = [],
   ): Promise<{ value: T; records: AuditRecord[] }> {
     if (this.#closed) throw new KeyholeError("unavailable", "the store is closing");
+    if (kind === "owner") return this.#writeAlone(kind, fn, locks);
+    return new Promise((resolve, reject) => {
+      this.#batcher.add({ fn, locks, resolve, reject } as AgentOp);
+    });
+  }
+
+  async #writeAlone<T>(
+    kind: WriteKind,
+    fn: (tx: PgTx) => Promise<T>,
+    locks: readonly AdvisoryLock[],
+  ): Promise<{ value: T; records: AuditRecord[] }> {
     // Connection failures reach the pool through `TxConnection` (postgres-pool.ts).
     let conn: TxConnection;
     try {
-      conn = await TxConnection.begin(this.sql);
+      conn = await TxConnection.begin(
+        this.sql,
+        lockStatement(this.#schema, kind === "owner", locks),
+      );
     } catch (error) {
       throw pgStorageError(error) ?? error;
     }
     try {
-      if (kind === "owner")
-        await conn.sql`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`;
-      const tx = new PgTx(conn.sql);
+      const tx = new PgTx(conn.sql, this.#schema, false);
       const value = await fn(tx);
-      const records = await this.#appendChained(conn.sql, tx.drafts);
-      await this.#commit(conn);
+      const records = await this.#appendAndCommit(conn, tx.drafts);
+      this.#operations += 1;
+      this.#commits += 1;
       return { value, records };
     } catch (error) {
       await conn.rollback(error);
@@ -189,65 +262,120 @@ export class PgDb {
     }
   }
 
+  /**
+   * Runs agent operations that arrived together in one transaction: every one's locks with
+   * BEGIN, each operation in turn, all their entries appended with the COMMIT. Settles each.
+   * When one throws, or PostgreSQL refuses a statement, nothing was committed: the batch is
+   * rolled back and each operation runs again alone, so each gets its own answer. A broken
+   * connection fails them all (a 503, as it would each alone).
+   */
+  async #writeTogether(ops: readonly AgentOp[]): Promise<void> {
+    if (ops.length === 1) {
+      const [op] = ops as [AgentOp];
+      await this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject);
+      return;
+    }
+    let conn: TxConnection;
+    try {
+      conn = await TxConnection.begin(
+        this.sql,
+        lockStatement(
+          this.#schema,
+          false,
+          ops.flatMap((op) => op.locks),
+        ),
+      );
+    } catch (error) {
+      const mapped = pgStorageError(error) ?? error;
+      for (const op of ops) op.reject(mapped);
+      return;
+    }
+    let results: { value: unknown; records: AuditRecord[] }[];
+    try {
+      const txs: PgTx[] = [];
+      const values: unknown[] = [];
+      for (const op of ops) {
+        const tx = new PgTx(conn.sql, this.#schema, true);
+        values.push(await op.fn(tx));
+        txs.push(tx);
+      }
+      const records = await this.#appendAndCommit(
+        conn,
+        txs.flatMap((tx) => tx.drafts),
+      );
+      let at = 0;
+      results = txs.map((tx, i) => {
+        const own = records.slice(at, at + tx.drafts.length);
+        at += tx.drafts.length;
+        return { value: values[i], records: own };
+      });
+    } catch (error) {
+      await conn.rollback(error);
+      conn.release();
+      if (isConnectionError(error) || isCommitOutcomeUnknown(error)) {
+        const mapped = pgStorageError(error) ?? error;
+        for (const op of ops) op.reject(mapped);
+        return;
+      }
+      await Promise.all(
+        ops.map((op) => this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject)),
+      );
+      return;
+    }
+    conn.release();
+    this.#operations += ops.length;
+    this.#commits += 1;
+    ops.forEach((op, i) => {
+      op.resolve(results[i] as { value: unknown; records: AuditRecord[] });
+    });
+  }
+
   /** Refuses later writes and closes the pool once the queries in flight are done. */
   async close(): Promise<void> {
     this.#closed = true;
     await this.#pool.end();
   }
 
-  async #commit(conn: TxConnection): Promise<void> {
+  /**
+   * Appends `drafts` to the chain and commits, in one message: `keyhole_audit_append`
+   * (migration 003) chains and inserts them under the `audit_head` row lock and the COMMIT
+   * follows at once, so the lock is held inside the database only, never while this process is
+   * busy. The next append, from any server, chains onto these.
+   */
+  async #appendAndCommit(
+    conn: TxConnection,
+    unchecked: readonly AuditDraft[],
+  ): Promise<AuditRecord[]> {
+    const drafts = unchecked.map(wellFormedDraft);
+    for (const draft of drafts) this.#beforeAuditAppend?.(draft);
+    let appended: { appended_seq: number; appended_hash: Buffer }[];
     try {
-      await conn.commit();
+      appended = await conn.commitAfter(drafts.length === 0 ? null : appendStatement(drafts));
     } catch (error) {
-      // A PostgreSQL error means the COMMIT was refused (rolled back), and so does a COMMIT
-      // never sent because the connection had closed (PostgreSQL rolls back a transaction
-      // whose connection dies); a connection that broke while it ran means nobody knows.
+      // A PostgreSQL error means the COMMIT was refused or never ran (the transaction is
+      // aborted, rolled back by the caller), and so does a message never sent because the
+      // connection had closed (PostgreSQL rolls back a transaction whose connection dies); a
+      // connection that broke while it ran means nobody knows.
       if (isConnectionError(error) && !(error instanceof ConnectionLost)) {
         throw commitOutcomeUnknown(error);
       }
       throw error;
     }
+    if (appended.length !== drafts.length) {
+      // Committed, but not as asked: nothing the caller could retry safely.
+      throw new Error("the audit append returned another number of entries than staged");
+    }
+    return drafts.map((draft, i) => {
+      const { appended_seq: seq, appended_hash: hash } = appended[i] as (typeof appended)[number];
+      return { seq, ...draft, hash: new Uint8Array(hash) };
+    });
   }
 
-  /**
-   * Chains `drafts` onto the head under its row lock and inserts them. The lock is held until
-   * the COMMIT, so the next append (from any server) chains onto these.
-   */
-  async #appendChained(conn: ReservedSql, drafts: readonly AuditDraft[]): Promise<AuditRecord[]> {
-    if (drafts.length === 0) return [];
-    const [head] = await conn<{ seq: number; hash: Buffer }[]>`
-      SELECT seq, hash FROM audit_head WHERE singleton = 1 FOR UPDATE`;
-    if (head === undefined) throw new Error("the audit head row is missing");
-    let seq = head.seq;
-    let hash: Uint8Array = seq === 0 ? AUDIT_GENESIS : new Uint8Array(head.hash);
-    const records: AuditRecord[] = [];
-    for (const draft of drafts) {
-      seq += 1;
-      const fields: AuditFields = { seq, ...draft };
-      this.#beforeAuditAppend?.(fields);
-      hash = chainAuditHash(hash, fields, sha256Sync);
-      records.push({ ...fields, hash });
-    }
-    const rows = records.map((r) => ({
-      seq: r.seq,
-      ts: r.ts,
-      request_id: r.requestId,
-      actor_type: r.actorType,
-      actor_id: r.actorId,
-      action: r.action,
-      result: r.result,
-      agent_id: r.agentId,
-      secret_id: r.secretId,
-      secret_version: r.secretVersion,
-      client_ip: r.clientIp,
-      user_agent: r.userAgent,
-      detail: r.detail,
-      hash: Buffer.from(r.hash),
-    }));
-    await conn`
-      WITH appended AS (INSERT INTO audit ${conn(rows)})
-      UPDATE audit_head SET seq = ${seq}, hash = ${Buffer.from(hash)} WHERE singleton = 1`;
-    return records;
+  /** The schema unqualified names resolve to: where the migrations put the tables. */
+  async #currentSchema(): Promise<string> {
+    const [row] = await this.sql<{ schema: string | null }[]>`SELECT current_schema() AS schema`;
+    if (!row?.schema) throw new KeyholeError("config_error", "the database has no current schema");
+    return row.schema;
   }
 
   /**
@@ -257,7 +385,11 @@ export class PgDb {
    */
   async #migrate(): Promise<void> {
     await transaction(this.sql, async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${MIGRATION_LOCK})`;
+      // A server starting while another migrates waits for it, however long that takes,
+      // rather than failing at the usual limits.
+      await tx`SET LOCAL lock_timeout = 0`;
+      await tx`SET LOCAL statement_timeout = 0`;
+      await tx.unsafe(MIGRATION_LOCK_STATEMENT);
       await tx`CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`;
       const rows = await tx<{ version: number }[]>`SELECT version FROM schema_migrations`;
@@ -277,4 +409,52 @@ export class PgDb {
       }
     });
   }
+}
+
+/**
+ * `SELECT … FROM keyhole_audit_append(…)` for `drafts`, as statement text: it goes out with the
+ * COMMIT in one simple-protocol message, which carries no parameters. The drafts travel as the
+ * hex of their JSON, so the text holds nothing but this fixed statement and hex digits: no
+ * request's text is ever parsed as SQL. Each draft is its audit columns and its canonical entry
+ * bytes from core with `seq` 0, which the function fills in (migration 003).
+ */
+function appendStatement(drafts: readonly AuditDraft[]): string {
+  const json = JSON.stringify(
+    drafts.map((draft) => ({
+      ts: draft.ts,
+      request_id: draft.requestId,
+      actor_type: draft.actorType,
+      actor_id: draft.actorId,
+      action: draft.action,
+      result: draft.result,
+      agent_id: draft.agentId,
+      secret_id: draft.secretId,
+      secret_version: draft.secretVersion,
+      client_ip: draft.clientIp,
+      user_agent: draft.userAgent,
+      detail: draft.detail,
+      entry: Buffer.from(encodeAuditEntry({ seq: 0, ...draft })).toString("hex"),
+    })),
+  );
+  const hex = Buffer.from(json, "utf8").toString("hex");
+  if (!/^[0-9a-f]+$/.test(hex)) throw new Error("the drafts' hex is not hex");
+  return `SELECT appended_seq, appended_hash
+    FROM keyhole_audit_append(convert_from(decode('${hex}', 'hex'), 'UTF8')::json)`;
+}
+
+const LONE_SURROGATE_POSSIBLE = /[\uD800-\uDFFF]/;
+
+/**
+ * The draft with every text made well-formed UTF-16 (a lone surrogate becomes U+FFFD, as UTF-8
+ * encoding does anyway): PostgreSQL refuses a lone surrogate in JSON, and this way the columns
+ * and the hashed bytes hold the same characters.
+ */
+function wellFormedDraft(draft: AuditDraft): AuditDraft {
+  const copy: Record<string, unknown> = { ...draft };
+  for (const [field, value] of Object.entries(copy)) {
+    if (typeof value === "string" && LONE_SURROGATE_POSSIBLE.test(value)) {
+      copy[field] = Buffer.from(value, "utf8").toString("utf8");
+    }
+  }
+  return copy as unknown as AuditDraft;
 }

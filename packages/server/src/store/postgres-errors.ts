@@ -26,7 +26,9 @@ const CONNECTION_CODES = new Set([
 ]);
 
 // SQLSTATE classes and codes (PostgreSQL's Appendix A).
-const CONNECTION_STATES = /^(08|57P0[1-3]$|53300$)/; // connection exception, shutdown, too many
+// connection exception; shutdown, database dropped, idle session ended; too many connections;
+// the idle-in-transaction limit (which ends the session too)
+const CONNECTION_STATES = /^(08|57P0[1-5]$|53300$|25P03$)/;
 const CONTENTION_STATES = /^(40001|40P01|55P03|57014)$/; // serialization, deadlock, lock, timeout
 const STORAGE_STATES = /^(53|58|25006$)/; // disk full / out of memory, I/O, read-only
 const CONFLICT_STATES = /^(23505|23503|23P01)$/; // unique, foreign key, exclusion
@@ -79,7 +81,7 @@ export function pgStorageError(error: unknown): KeyholeError | null {
  */
 export function commitOutcomeUnknown(error: unknown): KeyholeError {
   const code = (error as { code?: unknown } | null)?.code;
-  return withStorageCause(
+  const unknown = withStorageCause(
     new KeyholeError(
       "unavailable",
       "the database connection broke while a change was being committed: it may or may not " +
@@ -87,4 +89,13 @@ export function commitOutcomeUnknown(error: unknown): KeyholeError {
     ),
     `PG_${typeof code === "string" ? code : "COMMIT_UNKNOWN"}`,
   );
+  outcomeUnknown.add(unknown);
+  return unknown;
+}
+
+const outcomeUnknown = new WeakSet<object>();
+
+/** True for `commitOutcomeUnknown`'s errors: whatever failed may have been committed. */
+export function isCommitOutcomeUnknown(error: unknown): boolean {
+  return typeof error === "object" && error !== null && outcomeUnknown.has(error);
 }

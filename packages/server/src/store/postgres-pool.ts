@@ -38,7 +38,7 @@
  *   is answered. A single broken connection (a killed backend) costs a probe, no refusals.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { isKeyholeError } from "@keyhole/core";
+import { isKeyholeError, KeyholeError } from "@keyhole/core";
 import type postgres from "postgres";
 import { isConnectionError } from "./postgres-errors.js";
 
@@ -284,10 +284,12 @@ export class TxConnection {
   }
 
   /**
-   * Reserves a connection from `sql` and starts a transaction on it. When `sql` is a
-   * `Pool.sql`, connection failures are reported to that `Pool`.
+   * Reserves a connection from `sql` and starts a transaction on it (READ COMMITTED, whatever
+   * the role's default: the store's locking is written for it). `prelude`, a constant statement
+   * without parameters (the transaction's locks), goes out with the BEGIN in one message. When
+   * `sql` is a `Pool.sql`, connection failures are reported to that `Pool`.
    */
-  static async begin(sql: Sql): Promise<TxConnection> {
+  static async begin(sql: Sql, prelude: string | null = null): Promise<TxConnection> {
     const pool = (sql as unknown as { [POOL]?: Pool })[POOL];
     const generation = pool?.generation ?? 0;
     const report = (error: unknown) => pool?.failed(error, generation);
@@ -299,10 +301,11 @@ export class TxConnection {
       parameters: unknown[],
       options: { onexecute: (connection: DriverConnection) => boolean },
     ) => Promise<unknown>;
+    const begin = "BEGIN ISOLATION LEVEL READ COMMITTED";
     try {
       // `onexecute` hands over the connection as BEGIN is written to it (as in `sql.begin()`):
       // no socket event can come between that and `onclose` being set, so no close is missed.
-      await unsafe("BEGIN", [], {
+      await unsafe(prelude === null ? begin : `${begin}; ${prelude}`, [], {
         onexecute: (connection) => {
           driver = connection;
           connection.onclose = () => {
@@ -312,8 +315,14 @@ export class TxConnection {
         },
       });
     } catch (error) {
-      // A connection that failed goes back to the pool by itself (see `#failed`).
-      if (!closed && !isConnectionError(error)) conn.release();
+      // A connection that failed goes back to the pool by itself (see `#failed`); one whose
+      // prelude failed holds an aborted transaction, ended before it goes back.
+      if (!closed && !isConnectionError(error)) {
+        await conn`ROLLBACK`.then(
+          () => conn.release(),
+          () => {},
+        );
+      }
       report(error);
       throw error;
     }
@@ -336,12 +345,30 @@ export class TxConnection {
 
   /** COMMIT; `ConnectionLost` when it was not even sent (then nothing was committed). */
   async commit(): Promise<void> {
+    await this.commitAfter(null);
+  }
+
+  /**
+   * Runs `last`, a constant statement without parameters, and COMMIT, sent together as one
+   * simple-protocol message: the database runs the COMMIT as soon as `last` is done, without
+   * waiting for this process (postgres-db.ts: the audit append holds its lock that long only).
+   * Gives the rows of `last`. Should `last` fail, the COMMIT is skipped and the transaction left
+   * aborted, for the caller's `rollback`. `ConnectionLost` as for `commit`.
+   */
+  async commitAfter<T extends object>(last: string | null): Promise<T[]> {
+    let result: T[] & { command?: string };
     try {
-      await this.sql`COMMIT`;
+      result = (await this.sql.unsafe(last === null ? "COMMIT" : `${last}; COMMIT`)) as never;
     } catch (error) {
       this.#failed(error);
       throw error;
     }
+    // The driver merges a row-less COMMIT into the result before it: `last`'s rows, tagged by
+    // the COMMIT. PostgreSQL answers COMMIT with ROLLBACK for a transaction it had aborted.
+    if (result.command !== "COMMIT") {
+      throw new KeyholeError("unavailable", "the database did not commit the transaction");
+    }
+    return result;
   }
 
   /**

@@ -154,43 +154,36 @@ export async function insertGrant(sql: Sql, grant: NewGrant, kept: GrantKept): P
       ${pgBytes(grant.sig)}, ${kept.createdAt}, ${kept.maxUses}, ${kept.uses})`;
 }
 
+/** What `checkPrincipal` reads: the token's agent's revocation and expiry. */
+export interface PrincipalRow {
+  principal_revoked_at: number | null;
+  principal_expires_at: number | null;
+}
+
+/** The statement reading a principal's `PrincipalRow`, none when its token is gone. */
+export function principalRowSql(sql: Sql, principal: AgentPrincipal) {
+  return sql`
+    SELECT a.revoked_at AS principal_revoked_at, a.expires_at AS principal_expires_at
+    FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
+    WHERE t.token_id = ${pgBytes(principal.tokenId)} AND t.agent_id = ${principal.agentId}`;
+}
+
 /**
- * What an operation locks, for the length of its transaction, before it reads: an agent (by id)
- * or a secret (by name). Agent operations take their agent's lock shared, a fetch also its
- * secret's; a revoke or rotate takes the agent's exclusive, a new version, a delete or a grant
- * change the secret's. So a revoke waits for the fetches in flight and every later fetch waits
- * for it, then finds no token; no fetch is served, or logged, after the change that ended it.
- *
- * Advisory locks, not row locks: PostgreSQL queues them fairly, so a stream of fetches cannot
- * starve a revoke (a `FOR KEY SHARE` row lock lets each new reader in ahead of a waiting
- * writer, and a busy agent could keep its own revoke from ever committing). The keys are 64-bit
- * hashes of `keyhole/<schema>/<kind>/<id>`: vaults in different schemas never wait on each other,
- * and a collision only makes two unrelated operations wait in turn.
+ * Whether the token still authenticates, from its `PrincipalRow`: `unauthenticated` unless the
+ * row exists and its agent is neither revoked nor expired.
  */
-export type LockMode = "shared" | "exclusive";
-
-export async function lockAgent(sql: Sql, agentId: string, mode: LockMode): Promise<void> {
-  await lockKey(sql, "agent", agentId, mode);
-}
-
-export async function lockSecret(sql: Sql, name: string, mode: LockMode): Promise<void> {
-  await lockKey(sql, "secret", name, mode);
-}
-
-/** A fetch's two shared locks in one round trip: its agent's, then its secret's. */
-export async function lockAgentAndSecret(sql: Sql, agentId: string, name: string): Promise<void> {
-  await sql`SELECT pg_advisory_xact_lock_shared(${lockKeySql(sql, "agent", agentId)}),
-    pg_advisory_xact_lock_shared(${lockKeySql(sql, "secret", name)})`;
-}
-
-function lockKeySql(sql: Sql, kind: "agent" | "secret", id: string) {
-  return sql`hashtextextended('keyhole/' || current_schema() || '/' || ${kind} || '/' || ${id}, 0)`;
-}
-
-async function lockKey(sql: Sql, kind: "agent" | "secret", id: string, mode: LockMode) {
-  const key = lockKeySql(sql, kind, id);
-  if (mode === "shared") await sql`SELECT pg_advisory_xact_lock_shared(${key})`;
-  else await sql`SELECT pg_advisory_xact_lock(${key})`;
+export function principalStillValid<T extends PrincipalRow>(
+  row: T | undefined,
+  _principal: AgentPrincipal,
+  now: number,
+): asserts row is T {
+  if (
+    !row ||
+    row.principal_revoked_at !== null ||
+    (row.principal_expires_at !== null && row.principal_expires_at <= now)
+  ) {
+    throw new KeyholeError("unauthenticated");
+  }
 }
 
 /**
@@ -203,11 +196,7 @@ export async function checkPrincipal(
   principal: AgentPrincipal,
   now: number,
 ): Promise<string> {
-  const [row] = await sql<Pick<AgentRow, "revoked_at" | "expires_at">[]>`
-    SELECT a.revoked_at, a.expires_at FROM agent_tokens t JOIN agents a ON a.id = t.agent_id
-    WHERE t.token_id = ${pgBytes(principal.tokenId)} AND t.agent_id = ${principal.agentId}`;
-  if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) {
-    throw new KeyholeError("unauthenticated");
-  }
+  const [row] = await sql<PrincipalRow[]>`${principalRowSql(sql, principal)}`;
+  principalStillValid(row, principal, now);
   return principal.agentId;
 }

@@ -5,21 +5,22 @@
  * a time as under SQLite's single writer. Its audit entry is recorded with `tx.append` and
  * inserted when the operation is done. What differs, and why:
  *
- * - Agent reads are not serialised with owner writes by the owner lock. Each write here first
- *   takes its secret's advisory lock exclusively (postgres-queries.ts `lockSecret`): it waits
+ * - Agent reads are not serialised with owner writes by the owner lock. Each write here runs
+ *   under its secret's advisory lock, exclusive (postgres-locks.ts; a new version and a delete
+ *   take it with BEGIN, postgres.ts, a grant change once it has read the name): it waits
  *   for the fetches of the secret in flight, and later ones wait for it. So no read is served
  *   after the change that ended it, and no use of a limited grant is counted between reading
  *   the uses and carrying them onto the re-wrapped grants.
  */
 import { equalBytes, KeyholeError } from "@keyhole/core";
 import type { PgTx } from "./postgres-db.js";
+import { secretLock } from "./postgres-locks.js";
 import {
   activeGrant,
   activeGrantRows,
   agentRow,
   grantDetailSelect,
   insertGrant,
-  lockSecret,
   pgBytes,
   secretById,
   secretByName,
@@ -109,7 +110,6 @@ export async function putSecretVersionPg(
   if (new Set(write.grants.map((g) => g.agentId)).size !== write.grants.length) {
     throw new KeyholeError("bad_request", "duplicate grant");
   }
-  await lockSecret(tx.sql, write.name, "exclusive");
   const existing = await secretByName(tx.sql, write.name);
   const created = write.expectedVersion === 0;
   let kept = new Map<string, GrantKept>();
@@ -172,7 +172,6 @@ export async function deleteSecretPg(
   name: string,
   audit: AuditRequest,
 ): Promise<boolean> {
-  await lockSecret(tx.sql, name, "exclusive");
   const secret = await secretByName(tx.sql, name);
   if (!secret) {
     tx.append(audit, { action: "secret.delete", result: "not_found", detail: `name=${name}` });
@@ -196,7 +195,7 @@ export async function addGrantPg(
   now: number,
   audit: AuditRequest,
 ): Promise<GrantDetail | null> {
-  await lockSecretById(tx.sql, grant.secretId);
+  await lockSecretById(tx, grant.secretId);
   const agent = await agentRow(tx.sql, grant.agentId);
   const secret = await secretById(tx.sql, grant.secretId);
   const agentActive =
@@ -235,7 +234,7 @@ export async function removeGrantPg(
   audit: AuditRequest,
 ): Promise<boolean> {
   const pair = { agentId, secretId };
-  await lockSecretById(tx.sql, secretId);
+  await lockSecretById(tx, secretId);
   const [grant] = await tx.sql<Pick<GrantRow, "version">[]>`
     SELECT version FROM grants WHERE agent_id = ${agentId} AND secret_id = ${secretId}`;
   if (!grant) {
@@ -253,7 +252,7 @@ export async function removeGrantPg(
  * Takes the secret's lock by its id (the lock is keyed by name, which a fetch knows). Owner
  * writes run one at a time, so the name cannot change between reading it and locking it.
  */
-async function lockSecretById(sql: PgTx["sql"], secretId: string): Promise<void> {
-  const secret = await secretById(sql, secretId);
-  if (secret) await lockSecret(sql, secret.name, "exclusive");
+async function lockSecretById(tx: PgTx, secretId: string): Promise<void> {
+  const secret = await secretById(tx.sql, secretId);
+  if (secret) await tx.lock(secretLock(secret.name, "exclusive"));
 }

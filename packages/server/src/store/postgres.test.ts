@@ -3,11 +3,13 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { isKeyholeError } from "@keyhole/core";
+import { verifyAuditChain } from "../audit/verify.js";
+import { auditEntryView } from "../routes/views.js";
 import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { runStoreContract } from "./contract.js";
 import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
 import { openPostgresStore } from "./postgres.js";
-import type { Store } from "./store.js";
+import type { Store, WriteStats } from "./store.js";
 
 const url = pgTestUrl();
 const schemas = url === null ? null : new TestSchemas(url);
@@ -97,6 +99,155 @@ if (url === null) {
       }
     });
 
+    /** A vault on a store of its own with one secret granted to one agent. */
+    const grantedStore = async (maxConnections: number) => {
+      const { schema, drop } = await freshSchema();
+      const store = await openPostgresStore({ url, schema, maxConnections });
+      await store.ensureVault("vlt_batch", T0);
+      const secret = secretWrite("db-password");
+      await store.putSecretVersion(secret, T0, request());
+      const agent = newAgent("batched");
+      const token = newToken();
+      await store.createAgent(agent, token, [grantFor(agent, secret.id, 1)], T0, request());
+      const principal = { agentId: agent.id, tokenId: token.tokenId };
+      const fetch = (p = principal, name = "db-password") =>
+        store.getSecretForAgent(p, name, T0, request());
+      const readTransactions = async () => {
+        const sql = (schemas as TestSchemas).admin;
+        const [row] = await sql`SELECT count(DISTINCT xmin::text)::int AS n
+          FROM ${sql(schema)}.audit WHERE action = 'secret.read'`;
+        return row?.n as number;
+      };
+      const verifiedChain = async () => {
+        const head = await store.auditHead();
+        const entries = await store.listAudit({ limit: 10_000 });
+        assert.deepEqual(verifyAuditChain(entries.map(auditEntryView)), {
+          ok: true,
+          size: head.size,
+          head: head.head,
+        });
+        return entries;
+      };
+      const close = async () => {
+        await store.close();
+        await drop();
+      };
+      return { store, principal, fetch, readTransactions, verifiedChain, close };
+    };
+
+    it("runs the agent operations that arrive together in one transaction", async () => {
+      // Four connections: one batch in flight at a time, the others' operations wait for it.
+      const vault = await grantedStore(4);
+      try {
+        const before = vault.store.writeStats() as WriteStats;
+        const served = await Promise.all(Array.from({ length: 24 }, () => vault.fetch()));
+        assert.ok(served.every((s) => s !== null));
+        const after = vault.store.writeStats() as WriteStats;
+        assert.equal(after.operations - before.operations, 24);
+        const commits = after.commits - before.commits;
+        assert.ok(commits < 24, `24 fetches took ${commits} commits`);
+        assert.equal(await vault.readTransactions(), commits, "one transaction per commit");
+        const entries = await vault.verifiedChain();
+        assert.equal(entries.filter((e) => e.action === "secret.read").length, 24);
+      } finally {
+        await vault.close();
+      }
+    });
+
+    it("answers an operation that fails in a batch alone, and serves the others", async () => {
+      const vault = await grantedStore(4);
+      try {
+        // The first fetch runs alone at once; the next twelve wait for it and go together,
+        // the one with a token that does not exist among them. It fails inside the batch's
+        // transaction: the batch rolls back and each runs again on its own.
+        const forged = { ...vault.principal, tokenId: newToken().tokenId };
+        const outcomes = await Promise.allSettled([
+          vault.fetch(),
+          ...Array.from({ length: 6 }, () => vault.fetch()),
+          vault.fetch(forged),
+          vault.fetch(vault.principal, "missing"),
+          ...Array.from({ length: 4 }, () => vault.fetch()),
+        ]);
+        outcomes.forEach((outcome, i) => {
+          if (i === 7) {
+            assert.equal(outcome.status, "rejected");
+            const { reason } = outcome;
+            assert.ok(isKeyholeError(reason) && reason.code === "unauthenticated", String(reason));
+          } else if (i === 8) {
+            assert.deepEqual(outcome, { status: "fulfilled", value: null });
+          } else {
+            assert.equal(outcome.status, "fulfilled", `fetch ${i}`);
+            assert.notEqual((outcome as PromiseFulfilledResult<unknown>).value, null);
+          }
+        });
+        const reads = (await vault.verifiedChain()).filter((e) => e.action === "secret.read");
+        assert.deepEqual(
+          reads.map((e) => e.result).sort(),
+          ["not_found", ...Array(11).fill("ok")],
+          "one entry per fetch answered, none for the refused one, none twice",
+        );
+      } finally {
+        await vault.close();
+      }
+    });
+
+    it("chains entries whose text is not ASCII, or not well-formed UTF-16", async () => {
+      const vault = await grantedStore(2);
+      try {
+        const draft = {
+          ...request({ userAgent: "agent/ü \uD800 end" }),
+          action: "auth.failed",
+          result: "denied",
+          agentId: "",
+          secretId: "",
+          secretVersion: 0,
+          detail: "名前 \uDFFF",
+        };
+        const record = await vault.store.appendAudit(draft);
+        // The lone surrogates became U+FFFD in the columns and the hashed bytes alike.
+        assert.equal(record.userAgent, "agent/ü \uFFFD end");
+        const entries = await vault.verifiedChain();
+        const stored = entries.at(-1);
+        assert.equal(stored?.userAgent, "agent/ü \uFFFD end");
+        assert.equal(stored?.detail, "名前 \uFFFD");
+        assert.deepEqual(stored?.hash, record.hash);
+      } finally {
+        await vault.close();
+      }
+    });
+
+    it("appends nothing the database function does not recognise as an entry", async () => {
+      const { schema, drop } = await freshSchema();
+      const store = await openPostgresStore({ url, schema, maxConnections: 2 });
+      const sql = (schemas as TestSchemas).admin;
+      try {
+        const append = (drafts: unknown) =>
+          sql`SELECT * FROM ${sql(schema)}.keyhole_audit_append(${JSON.stringify(drafts)}::text::json)`;
+        const columns = { ts: T0, request_id: "r", actor_type: "owner", actor_id: "o" };
+        // Not the entry label; then the label with a seq already filled in; then no drafts.
+        const label = Buffer.concat([
+          Buffer.from([0, 0, 0, 22]),
+          Buffer.from("keyhole/v1/audit-entry"),
+        ]);
+        const withSeq = Buffer.concat([
+          label,
+          Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]),
+          Buffer.alloc(8),
+        ]);
+        for (const [drafts, code] of [
+          [[{ ...columns, entry: "00".repeat(40) }], "KH002"],
+          [[{ ...columns, entry: withSeq.toString("hex") }], "KH002"],
+          [[], "KH001"],
+        ] as const) {
+          await assert.rejects(append(drafts), (error: { code?: string }) => error.code === code);
+        }
+        assert.equal((await store.auditHead()).size, 0, "nothing was appended");
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
     it("applies its migrations once, whichever of several servers starts first", async () => {
       const { schema, drop } = await freshSchema();
       try {
@@ -109,7 +260,7 @@ if (url === null) {
           await sql`SELECT version FROM ${sql(schema)}.schema_migrations ORDER BY version`;
         assert.deepEqual(
           rows.map((r) => r.version),
-          [1, 2],
+          [1, 2, 3],
         );
       } finally {
         await drop();

@@ -17,6 +17,7 @@ import {
 } from "./postgres-agents.js";
 import type { PgTx } from "./postgres-db.js";
 import { PgDb, type PostgresStoreOptions, type Sql, type WriteKind } from "./postgres-db.js";
+import { type AdvisoryLock, agentLock, secretLock } from "./postgres-locks.js";
 import {
   activeGrant,
   agentSummary as agentSummaryOf,
@@ -108,9 +109,16 @@ class PostgresStore implements Store {
     this.#db = db;
   }
 
-  /** Runs one operation in its own transaction and gives its result. */
-  async #write<T>(kind: WriteKind, fn: (tx: PgTx) => Promise<T>): Promise<T> {
-    return (await this.#db.write(kind, fn)).value;
+  /**
+   * Runs one operation in its own transaction, under `locks` (taken with BEGIN,
+   * postgres-locks.ts), and gives its result.
+   */
+  async #write<T>(
+    kind: WriteKind,
+    fn: (tx: PgTx) => Promise<T>,
+    locks: readonly AdvisoryLock[] = [],
+  ): Promise<T> {
+    return (await this.#db.write(kind, fn, locks)).value;
   }
 
   async getVault(): Promise<VaultRecord | null> {
@@ -221,7 +229,12 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<RotateResult | null> {
-    return this.#write("owner", (tx) => rotateAgentPg(tx, update, token, grants, now, audit));
+    return this.#write(
+      "owner",
+      (tx) => rotateAgentPg(tx, update, token, grants, now, audit),
+      // Waits for the agent's fetches in flight; later ones wait for this rotate.
+      [agentLock(update.agentId, "exclusive")],
+    );
   }
 
   async revokeAgent(
@@ -229,7 +242,12 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<RevokeResult | null> {
-    return this.#write("owner", (tx) => revokeAgentPg(tx, agentId, now, audit));
+    return this.#write(
+      "owner",
+      (tx) => revokeAgentPg(tx, agentId, now, audit),
+      // Waits for the agent's fetches in flight; later ones wait for this revoke.
+      [agentLock(agentId, "exclusive")],
+    );
   }
 
   async findRetiredTokenAgent(tokenId: Uint8Array): Promise<string | null> {
@@ -253,7 +271,9 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<AgentRecord> {
-    return this.#write("agent", (tx) => agentSelfPg(tx, principal, now, audit));
+    return this.#write("agent", (tx) => agentSelfPg(tx, principal, now, audit), [
+      agentLock(principal.agentId, "shared"),
+    ]);
   }
 
   async listSecretsForAgent(
@@ -261,7 +281,9 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<{ name: string; version: number }[]> {
-    return this.#write("agent", (tx) => listSecretsForAgentPg(tx, principal, now, audit));
+    return this.#write("agent", (tx) => listSecretsForAgentPg(tx, principal, now, audit), [
+      agentLock(principal.agentId, "shared"),
+    ]);
   }
 
   async getSecretForAgent(
@@ -270,7 +292,10 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<AgentSecret | null> {
-    return this.#write("agent", (tx) => getSecretForAgentPg(tx, principal, name, now, audit));
+    return this.#write("agent", (tx) => getSecretForAgentPg(tx, principal, name, now, audit), [
+      agentLock(principal.agentId, "shared"),
+      secretLock(name, "shared"),
+    ]);
   }
 
   async getSecretByName(name: string): Promise<SecretRecord | null> {
@@ -324,11 +349,15 @@ class PostgresStore implements Store {
     now: number,
     audit: AuditRequest,
   ): Promise<SecretWriteResult> {
-    return this.#write("owner", (tx) => putSecretVersionPg(tx, write, now, audit));
+    return this.#write("owner", (tx) => putSecretVersionPg(tx, write, now, audit), [
+      secretLock(write.name, "exclusive"),
+    ]);
   }
 
   async deleteSecret(name: string, audit: AuditRequest): Promise<boolean> {
-    return this.#write("owner", (tx) => deleteSecretPg(tx, name, audit));
+    return this.#write("owner", (tx) => deleteSecretPg(tx, name, audit), [
+      secretLock(name, "exclusive"),
+    ]);
   }
 
   async listGrants(filter: { agentIds?: readonly string[] } = {}): Promise<GrantDetail[]> {
@@ -404,9 +433,9 @@ class PostgresStore implements Store {
     });
   }
 
-  /** Not counted here: PostgreSQL batches its own WAL flushes across connections. */
-  writeStats(): WriteStats | null {
-    return null;
+  /** Operations and commits; PostgreSQL's WAL flushes are its own (`pg_stat_wal`). */
+  writeStats(): WriteStats {
+    return this.#db.writeStats();
   }
 
   async close(): Promise<void> {

@@ -420,5 +420,6 @@ export interface Store {
 export interface WriteStats {
   readonly operations: number;
   readonly commits: number;
-  readonly syncs: number;
+  /** Null where the database flushes its log on its own (PostgreSQL: see `pg_stat_wal`). */
+  readonly syncs: number | null;
 }
