@@ -40,6 +40,30 @@ describe("database URL", () => {
     }
   });
 
+  it("refuses query parameters that would override the server's connection settings", () => {
+    const ok =
+      "postgres://u:pw@db/k?sslmode=verify-full&sslrootcert=system&target_session_attrs=primary";
+    assert.equal(checkDatabaseUrl(ok, {}).endpoint, "db:5432");
+    const cases: [string, string][] = [
+      ["search_path=public", '"search_path"'],
+      ["sslmode=require&statement_timeout=0", '"statement_timeout"'],
+      ["options=-c%20lock_timeout%3D0", '"options"'],
+      ["max=1000", '"max"'],
+      ["Hunter2=x", "parameter is"],
+    ];
+    for (const [query, named] of cases) {
+      assert.throws(
+        () => checkDatabaseUrl(`postgres://u:hunter2@db/k?${query}`, {}),
+        (error: unknown) =>
+          configError(error) &&
+          (error as Error).message.includes(named) &&
+          !(error as Error).message.includes("hunter2") &&
+          !(error as Error).message.includes("Hunter2"),
+        query,
+      );
+    }
+  });
+
   it("accepts only plain lower-case schema names (they travel in search_path)", () => {
     for (const ok of ["keyhole", "_k", "t_0123abcd", "a".repeat(63)]) checkSchemaName(ok);
     for (const bad of ["", "Keyhole", "9a", "a,public", "a b", '"a"', "a".repeat(64)]) {

@@ -26,9 +26,12 @@ export interface DatabaseTarget {
  */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/** The query parameters a database URL may carry: how to reach the server, nothing else. */
+const URL_PARAMETERS = new Set(["sslmode", "sslrootcert", "target_session_attrs"]);
+
 /**
- * Checks a database URL: `postgres://` or `postgresql://`, parseable as a URL. The messages
- * never quote it. `env` supplies PGHOST and PGPORT, which the driver falls back to when the URL
+ * Checks a database URL: `postgres://` or `postgresql://`, parseable as a URL, with no query
+ * parameter but those of `URL_PARAMETERS`. The messages never quote it. `env` supplies PGHOST and PGPORT, which the driver falls back to when the URL
  * names no host or port, so the endpoint named in messages is the one really tried.
  */
 export function checkDatabaseUrl(
@@ -52,6 +55,18 @@ export function checkDatabaseUrl(
       "the database URL is malformed (percent-encode any of : / ? # @ [ ] % in the user name " +
         "or password; several hosts with ports are not supported)",
     );
+  }
+  for (const name of url.searchParams.keys()) {
+    if (!URL_PARAMETERS.has(name)) {
+      // The driver would send any other parameter to PostgreSQL as a connection setting, over
+      // the server's own (`?search_path=` beating --database-schema, `?statement_timeout=0`).
+      const named = /^[a-z_]{1,40}$/.test(name) ? ` "${name}"` : "";
+      throw new KeyholeError(
+        "config_error",
+        `the database URL's parameter${named} is not supported (supported: ` +
+          `${[...URL_PARAMETERS].join(", ")})`,
+      );
+    }
   }
   const host = url.hostname !== "" ? url.hostname : (nonEmpty(env.PGHOST) ?? "localhost");
   const port = url.port !== "" ? url.port : (nonEmpty(env.PGPORT) ?? "5432");

@@ -102,6 +102,14 @@ test("a missing source fails before any connection, without printing the URL", a
   assert.ok(!`${io.err()}${io.out()}`.includes(PASSWORD));
 });
 
+test("a URL parameter that would override the server's settings is refused first", async () => {
+  const url = `${URL_WITH_PASSWORD}?search_path=elsewhere`;
+  const io = memoryIo({ env: { KEYHOLE_DATABASE_URL: url }, cwd: dir });
+  assert.equal(await runCli(["migrate", "--from", "sqlite:nowhere/keyhole.db"], io), 1);
+  assert.match(io.err(), /parameter "search_path" is not supported/);
+  assert.ok(!`${io.err()}${io.out()}`.includes(PASSWORD));
+});
+
 test("the summary names the target by scheme, host, port and database only", () => {
   assert.equal(
     describeTarget(`${URL_WITH_PASSWORD}?sslmode=require&password=${PASSWORD}`, undefined),

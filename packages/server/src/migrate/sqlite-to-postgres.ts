@@ -23,8 +23,10 @@
  * `audit-key`, which the PostgreSQL servers must be given, and `revoked-tokens`, which each of
  * them rebuilds from the database's `retired_tokens`.
  */
+
 import { AuditChainVerifier, equalBytes, isKeyholeError, KeyholeError } from "@keyhole/core";
 import { sha256Sync } from "../audit/sha256.js";
+import { checkDatabaseUrl } from "../database-url.js";
 import type { ReservedSql } from "../store/postgres-db.js";
 import { isConnectionError } from "../store/postgres-errors.js";
 import {
@@ -97,6 +99,8 @@ const PROGRESS_EVERY = 100_000;
 export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<MigrateSummary> {
   const started = performance.now();
   const report = options.onProgress ?? (() => {});
+  // The same rules as the server's --database-url (no parameter overriding our settings).
+  checkDatabaseUrl(options.to.url);
   const source = openSqliteSource(options.from);
   try {
     checkRevokedList(source);

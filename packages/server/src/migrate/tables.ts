@@ -20,7 +20,7 @@ export const COPIED_POSTGRES_VERSION = 3;
 
 /** PostgreSQL tables that are not vault data, and why nothing is copied into them. */
 export const POSTGRES_TABLES_NOT_COPIED: Readonly<Record<string, string>> = {
-  schema_migrations: "written by the migrations themselves",
+  keyhole_migrations: "written by the migrations themselves",
   audit_head: "set to the last audit entry copied",
   // Shared authentication state (migration 2). A SQLite server keeps its own in memory only,
   // so there is nothing to carry: limits and the replay window start afresh, as they do when

@@ -390,9 +390,11 @@ export class PgDb {
       await tx`SET LOCAL lock_timeout = 0`;
       await tx`SET LOCAL statement_timeout = 0`;
       await tx.unsafe(MIGRATION_LOCK_STATEMENT);
-      await tx`CREATE TABLE IF NOT EXISTS schema_migrations (
+      // Prefixed: another application's `schema_migrations` in the same schema must never be
+      // taken for ours (its rows would skip our migrations).
+      await tx`CREATE TABLE IF NOT EXISTS keyhole_migrations (
         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`;
-      const rows = await tx<{ version: number }[]>`SELECT version FROM schema_migrations`;
+      const rows = await tx<{ version: number }[]>`SELECT version FROM keyhole_migrations`;
       const applied = new Set(rows.map((r) => r.version));
       const known = new Set(POSTGRES_MIGRATIONS.map((m) => m.version));
       if ([...applied].some((version) => !known.has(version))) {
@@ -404,7 +406,7 @@ export class PgDb {
       for (const migration of POSTGRES_MIGRATIONS) {
         if (applied.has(migration.version)) continue;
         await tx.unsafe(migration.sql);
-        await tx`INSERT INTO schema_migrations (version, name, applied_at)
+        await tx`INSERT INTO keyhole_migrations (version, name, applied_at)
                  VALUES (${migration.version}, ${migration.name}, ${Date.now()})`;
       }
     });

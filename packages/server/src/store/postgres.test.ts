@@ -248,6 +248,20 @@ if (url === null) {
       }
     });
 
+    it("is not fooled by another application's schema_migrations table", async () => {
+      const { schema, drop } = await freshSchema();
+      const sql = (schemas as TestSchemas).admin;
+      try {
+        await sql`CREATE TABLE ${sql(schema)}.schema_migrations (version INTEGER PRIMARY KEY)`;
+        await sql`INSERT INTO ${sql(schema)}.schema_migrations VALUES (1), (2), (3), (99)`;
+        const store = await openPostgresStore({ url, schema, maxConnections: 2 });
+        await store.ensureVault("vlt_shared_schema", T0);
+        await store.close();
+      } finally {
+        await drop();
+      }
+    });
+
     it("applies its migrations once, whichever of several servers starts first", async () => {
       const { schema, drop } = await freshSchema();
       try {
@@ -257,7 +271,7 @@ if (url === null) {
         await Promise.all(stores.map((s) => s.close()));
         const sql = (schemas as TestSchemas).admin;
         const rows =
-          await sql`SELECT version FROM ${sql(schema)}.schema_migrations ORDER BY version`;
+          await sql`SELECT version FROM ${sql(schema)}.keyhole_migrations ORDER BY version`;
         assert.deepEqual(
           rows.map((r) => r.version),
           [1, 2, 3],
