@@ -2,7 +2,8 @@
 // all with the same pepper and audit key. What one server commits, the others act on in their
 // very next answer: no sleep, no cache to wait out.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -314,6 +315,49 @@ if (url === null) {
     after(async () => {
       await db?.drop();
       rmSync(root, { recursive: true, force: true });
+    });
+
+    it("a server with another pepper or audit key than the first one's is refused", async () => {
+      const database = await sharedTestDatabase(url);
+      const other = (name: string) => {
+        const path = join(root, name);
+        writeFileSync(path, randomBytes(32), { mode: 0o600 });
+        return path;
+      };
+      const start = (n: number, pepperFile: string, auditKeyFile: string) =>
+        startServer({
+          dataDir: join(root, `keys-${n}`),
+          port: 0,
+          log: () => {},
+          databaseUrl: url,
+          databaseSchema: database.schema,
+          pepperFile,
+          auditKeyFile,
+        });
+      try {
+        const first = await start(0, database.pepperFile, database.auditKeyFile);
+        await first.close();
+        const cases: [string, string, RegExp][] = [
+          [other("pepper-2"), database.auditKeyFile, /^--pepper-file is not the one/],
+          [database.pepperFile, other("audit-2"), /^--audit-key-file is not the one/],
+          [other("pepper-3"), other("audit-3"), /^--pepper-file and --audit-key-file are not/],
+        ];
+        for (const [n, [pepperFile, auditKeyFile, pattern]] of cases.entries()) {
+          const error = await start(n + 1, pepperFile, auditKeyFile).then(
+            async (started) => {
+              await started.close();
+              return assert.fail("started");
+            },
+            (e: unknown) => e,
+          );
+          assert.ok(isKeyholeError(error) && error.code === "config_error", String(error));
+          assert.match(error.message, pattern);
+        }
+        // The recorded keys are still the first server's: it starts again.
+        await (await start(9, database.pepperFile, database.auditKeyFile)).close();
+      } finally {
+        await database.drop();
+      }
     });
 
     it("is one coded line naming host:port, never the URL or its password", async () => {

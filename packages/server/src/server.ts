@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { KeyholeError, newId } from "@keyhole/core";
+import { isKeyholeError, KeyholeError, newId } from "@keyhole/core";
 import { createApp } from "./app.js";
 import { auditKeyFromSeed } from "./audit/audit-key.js";
 import type { AuthState } from "./auth/auth-state.js";
@@ -39,6 +39,7 @@ import { TrustedProxies } from "./http/client-address.js";
 import { answerClientError } from "./http/client-error.js";
 import { type HealthLimits, startHealthListener } from "./http/health-listener.js";
 import { Logger, type LogLevel } from "./log.js";
+import type { SharedKeyIds } from "./store/postgres-shared-keys.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
 import { VaultState } from "./vault-state.js";
@@ -226,7 +227,8 @@ export async function startServerWith(
         ((path) => openSqliteStore(pragmaHook === undefined ? { path } : { path, pragmaHook }))
       )(files.db);
     } else {
-      ({ store, authState } = await openDatabase(database, clock(), logger, internals));
+      const keyIds = { pepperKid: peppers.current.kid, auditPublicKey: auditKey.publicKey };
+      ({ store, authState } = await openDatabase(database, keyIds, clock(), logger, internals));
       logger.event("info", "storage: PostgreSQL", { database: database.target.endpoint });
     }
   } catch (error) {
@@ -421,6 +423,7 @@ function readSharedKeys(options: ServerOptions): { pepper: Uint8Array; auditSeed
  */
 async function openDatabase(
   database: DatabaseChoice,
+  keyIds: SharedKeyIds,
   since: number,
   logger: Logger,
   internals: Pick<ServerInternals, "limits" | "guardDriverRejections">,
@@ -443,6 +446,14 @@ async function openDatabase(
       url: database.target.url,
       ...(database.schema === undefined ? {} : { schema: database.schema }),
     });
+    try {
+      await driver.checkSharedKeys(sql, keyIds, since);
+    } catch (error) {
+      await store.close().catch(() => {});
+      // Keys that differ are said as they are; a database failure as any other below.
+      if (isKeyholeError(error) && error.code === "config_error") throw new KeysDiffer(error);
+      throw error;
+    }
     if (internals.guardDriverRejections === true) {
       driver.guardDriverRejections((code) =>
         logger.event("error", "database connection failed", { storage_code: `PG_${code}` }),
@@ -455,7 +466,15 @@ async function openDatabase(
       authState: shared.postgresAuthState(sql, since, onError, internals.limits),
     };
   } catch (error) {
+    if (error instanceof KeysDiffer) throw error.reason;
     throw databaseStartupError(error, database.target.endpoint);
+  }
+}
+
+/** Carries `checkSharedKeys`'s refusal past the mapping of database failures. */
+class KeysDiffer extends Error {
+  constructor(readonly reason: KeyholeError) {
+    super(reason.message);
   }
 }
 

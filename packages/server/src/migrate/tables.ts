@@ -16,7 +16,7 @@ export const COPIED_SQLITE_VERSION = 3;
  * reviewed here (a table to copy, or one more for `POSTGRES_TABLES_NOT_COPIED`). Version 3
  * adds a function only (the audit append): the copy writes the chain's rows as they are.
  */
-export const COPIED_POSTGRES_VERSION = 3;
+export const COPIED_POSTGRES_VERSION = 4;
 
 /** PostgreSQL tables that are not vault data, and why nothing is copied into them. */
 export const POSTGRES_TABLES_NOT_COPIED: Readonly<Record<string, string>> = {
@@ -27,6 +27,8 @@ export const POSTGRES_TABLES_NOT_COPIED: Readonly<Record<string, string>> = {
   // a SQLite server restarts.
   auth_limits: "failed-authentication limits, kept in memory by a SQLite server",
   auth_nonces: "owner request nonces, kept in memory by a SQLite server",
+  // Migration 4: the key ids are recorded by the first server to start on the database.
+  shared_keys: "the pepper's and audit key's ids, recorded by the first server to start",
 };
 
 /** One table to copy. */

@@ -8,6 +8,7 @@ import { auditEntryView } from "../routes/views.js";
 import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { runStoreContract } from "./contract.js";
 import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
+import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
 import { openPostgresStore } from "./postgres.js";
 import type { Store, WriteStats } from "./store.js";
 
@@ -274,7 +275,7 @@ if (url === null) {
           await sql`SELECT version FROM ${sql(schema)}.keyhole_migrations ORDER BY version`;
         assert.deepEqual(
           rows.map((r) => r.version),
-          [1, 2, 3],
+          POSTGRES_MIGRATIONS.map((m) => m.version),
         );
       } finally {
         await drop();

@@ -83,6 +83,7 @@ import type {
 
 export type { PostgresStoreOptions } from "./postgres-db.js";
 export { guardDriverRejections } from "./postgres-pool.js";
+export { checkSharedKeys, type SharedKeyIds } from "./postgres-shared-keys.js";
 
 /** Connects, applies pending migrations (once, whichever server is first) and opens the store. */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
