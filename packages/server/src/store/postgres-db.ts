@@ -29,9 +29,16 @@ import {
   commitOutcomeUnknown,
   isCommitOutcomeUnknown,
   isConnectionError,
+  isContentionError,
   pgStorageError,
 } from "./postgres-errors.js";
-import { type AdvisoryLock, lockStatement, MIGRATION_LOCK_STATEMENT } from "./postgres-locks.js";
+import {
+  type AdvisoryLock,
+  advisoryLockKey,
+  compareKeys,
+  lockStatement,
+  MIGRATION_LOCK_STATEMENT,
+} from "./postgres-locks.js";
 import {
   ConnectionLost,
   Pool,
@@ -69,6 +76,8 @@ const BATCH_OPERATIONS = 32;
 interface AgentOp {
   readonly fn: (tx: PgTx) => Promise<unknown>;
   readonly locks: readonly AdvisoryLock[];
+  /** Its locks' keys, in its own order (agent, then secret): a batch runs in their order. */
+  readonly keys: readonly bigint[];
   readonly resolve: (result: { value: unknown; records: AuditRecord[] }) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -227,8 +236,9 @@ export class PgDb {
   ): Promise<{ value: T; records: AuditRecord[] }> {
     if (this.#closed) throw new KeyholeError("unavailable", "the store is closing");
     if (kind === "owner") return this.#writeAlone(kind, fn, locks);
+    const keys = locks.map((lock) => advisoryLockKey(this.#schema, lock));
     return new Promise((resolve, reject) => {
-      this.#batcher.add({ fn, locks, resolve, reject } as AgentOp);
+      this.#batcher.add({ fn, locks, keys, resolve, reject } as AgentOp);
     });
   }
 
@@ -269,12 +279,16 @@ export class PgDb {
    * rolled back and each operation runs again alone, so each gets its own answer. A broken
    * connection fails them all (a 503, as it would each alone).
    */
-  async #writeTogether(ops: readonly AgentOp[]): Promise<void> {
-    if (ops.length === 1) {
-      const [op] = ops as [AgentOp];
+  async #writeTogether(arrived: readonly AgentOp[]): Promise<void> {
+    if (arrived.length === 1) {
+      const [op] = arrived as [AgentOp];
       await this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject);
       return;
     }
+    // In the order of their lock keys, not of arrival: a fetch of a limited grant locks the
+    // grant's row (its use count) to the end of the batch, so two batches that met the same
+    // two grants in opposite orders would deadlock. In one order, they wait in turn.
+    const ops = [...arrived].sort((a, b) => compareKeys(a.keys, b.keys));
     let conn: TxConnection;
     try {
       conn = await TxConnection.begin(
@@ -312,7 +326,10 @@ export class PgDb {
     } catch (error) {
       await conn.rollback(error);
       conn.release();
-      if (isConnectionError(error) || isCommitOutcomeUnknown(error)) {
+      // Run again alone only when one operation may be to blame: not when the connection
+      // broke, the commit's outcome is unknown, or the database is busy (every operation run
+      // alone would add to what made it busy).
+      if (isConnectionError(error) || isCommitOutcomeUnknown(error) || isContentionError(error)) {
         const mapped = pgStorageError(error) ?? error;
         for (const op of ops) op.reject(mapped);
         return;
@@ -362,8 +379,8 @@ export class PgDb {
       throw error;
     }
     if (appended.length !== drafts.length) {
-      // Committed, but not as asked: nothing the caller could retry safely.
-      throw new Error("the audit append returned another number of entries than staged");
+      // Committed, but not as asked: never to be run again (a batch would rerun it).
+      throw commitOutcomeUnknown(new Error("the audit append answered another entry count"));
     }
     return drafts.map((draft, i) => {
       const { appended_seq: seq, appended_hash: hash } = appended[i] as (typeof appended)[number];
@@ -444,18 +461,21 @@ function appendStatement(drafts: readonly AuditDraft[]): string {
     FROM keyhole_audit_append(convert_from(decode('${hex}', 'hex'), 'UTF8')::json)`;
 }
 
-const LONE_SURROGATE_POSSIBLE = /[\uD800-\uDFFF]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what this looks for.
+const NOT_STORABLE_POSSIBLE = /[\u0000\uD800-\uDFFF]/;
 
 /**
- * The draft with every text made well-formed UTF-16 (a lone surrogate becomes U+FFFD, as UTF-8
- * encoding does anyway): PostgreSQL refuses a lone surrogate in JSON, and this way the columns
- * and the hashed bytes hold the same characters.
+ * The draft with every text made storable: a lone surrogate becomes U+FFFD (as UTF-8 encoding
+ * does anyway) and so does NUL, which PostgreSQL's text cannot hold. The columns and the hashed
+ * bytes then hold the same characters. Neither reaches an entry today (user agents are
+ * cleaned, names checked, request ids made by the server); this keeps a future field from
+ * failing every audited request that carries one.
  */
 function wellFormedDraft(draft: AuditDraft): AuditDraft {
   const copy: Record<string, unknown> = { ...draft };
   for (const [field, value] of Object.entries(copy)) {
-    if (typeof value === "string" && LONE_SURROGATE_POSSIBLE.test(value)) {
-      copy[field] = Buffer.from(value, "utf8").toString("utf8");
+    if (typeof value === "string" && NOT_STORABLE_POSSIBLE.test(value)) {
+      copy[field] = Buffer.from(value, "utf8").toString("utf8").replaceAll("\u0000", "\uFFFD");
     }
   }
   return copy as unknown as AuditDraft;

@@ -33,6 +33,15 @@ const CONTENTION_STATES = /^(40001|40P01|55P03|57014)$/; // serialization, deadl
 const STORAGE_STATES = /^(53|58|25006$)/; // disk full / out of memory, I/O, read-only
 const CONFLICT_STATES = /^(23505|23503|23P01)$/; // unique, foreign key, exclusion
 
+/**
+ * True for a refusal that says nothing about the statement itself: a serialization failure, a
+ * deadlock, a lock or statement timeout. Another try, later, may succeed.
+ */
+export function isContentionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CONTENTION_STATES.test(code);
+}
+
 /** True when the connection failed or broke, rather than PostgreSQL refusing a statement. */
 export function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;

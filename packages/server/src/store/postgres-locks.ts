@@ -46,8 +46,10 @@ export function advisoryLockKey(schema: string, lock: Pick<AdvisoryLock, "kind" 
 /**
  * `SELECT pg_advisory_xact_lock…(…), …`: the owner-write lock when `owner`, then `locks` in the
  * order of their keys, each once (exclusive when any asks for it so). Every transaction takes
- * its locks in that one order, so transactions holding several (a batch of fetches,
- * postgres-batch.ts) never wait on each other crosswise. Null when there is nothing to lock.
+ * its BEGIN-time locks in that one order, so transactions holding several (a batch of
+ * fetches, postgres-batch.ts) never wait on each other crosswise. (A grant change takes its
+ * secret's lock after a read, `PgTx.lock`: it holds no other object lock, and owner writes
+ * run one at a time.) Null when there is nothing to lock.
  */
 export function lockStatement(
   schema: string,
@@ -59,7 +61,7 @@ export function lockStatement(
     const key = advisoryLockKey(schema, lock);
     if (modes.get(key) !== "exclusive") modes.set(key, lock.mode);
   }
-  const keys = [...modes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = [...modes.keys()].sort(compareKey);
   const calls = owner ? [`pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`] : [];
   for (const key of keys) {
     const fn =
@@ -69,6 +71,19 @@ export function lockStatement(
   return calls.length === 0 ? null : `SELECT ${calls.join(", ")}`;
 }
 
+function compareKey(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Orders two operations by their lock keys, key by key (a shorter list first on a tie). */
+export function compareKeys(a: readonly bigint[], b: readonly bigint[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const order = compareKey(a[i] as bigint, b[i] as bigint);
+    if (order !== 0) return order;
+  }
+  return a.length - b.length;
+}
+
 /** The migration lock, taken inside the migration's transaction. */
 export const MIGRATION_LOCK_STATEMENT = `SELECT pg_advisory_xact_lock(${LOCK_SPACE}, ${MIGRATION_LOCK})`;
 
@@ -76,7 +91,8 @@ export const MIGRATION_LOCK_STATEMENT = `SELECT pg_advisory_xact_lock(${LOCK_SPA
 function integerLiteral(value: bigint): string {
   const text = value.toString();
   if (!/^-?\d{1,19}$/.test(text)) throw new RangeError("a lock key is not a 64-bit integer");
-  return `${text}::bigint`;
+  // Quoted: an unquoted -9223372036854775808 would be the negation of a number out of range.
+  return `'${text}'::bigint`;
 }
 
 /** An agent's lock (by id). */

@@ -40,7 +40,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { isKeyholeError, KeyholeError } from "@keyhole/core";
 import type postgres from "postgres";
-import { isConnectionError } from "./postgres-errors.js";
+import { commitOutcomeUnknown, isConnectionError } from "./postgres-errors.js";
 
 /** The connection pool's query function. */
 export type Sql = postgres.Sql;
@@ -364,9 +364,13 @@ export class TxConnection {
       throw error;
     }
     // The driver merges a row-less COMMIT into the result before it: `last`'s rows, tagged by
-    // the COMMIT. PostgreSQL answers COMMIT with ROLLBACK for a transaction it had aborted.
+    // the COMMIT. PostgreSQL answers COMMIT with ROLLBACK for a transaction it had aborted:
+    // nothing was kept. Any other answer is not understood, so not taken for either.
+    if (result.command === "ROLLBACK") {
+      throw new KeyholeError("unavailable", "the database rolled the transaction back");
+    }
     if (result.command !== "COMMIT") {
-      throw new KeyholeError("unavailable", "the database did not commit the transaction");
+      throw commitOutcomeUnknown(new Error(`COMMIT answered ${String(result.command)}`));
     }
     return result;
   }

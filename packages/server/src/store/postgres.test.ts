@@ -192,6 +192,63 @@ if (url === null) {
       }
     });
 
+    it("never deadlocks batches that count uses of the same limited grants", async () => {
+      // Four pools (servers) of two batches each; six agents, each with a limited grant whose
+      // row every fetch updates. Batches that met two of those rows in opposite orders would
+      // deadlock (one of them refused after PostgreSQL's deadlock_timeout).
+      const { schema, drop } = await freshSchema();
+      const stores = await Promise.all(
+        [1, 2, 3, 4].map(() => openPostgresStore({ url, schema, maxConnections: 8 })),
+      );
+      const [first] = stores as [Store];
+      try {
+        await first.ensureVault("vlt_limited", T0);
+        const principals: { agentId: string; tokenId: Uint8Array }[] = [];
+        for (let i = 0; i < 6; i++) {
+          const secret = secretWrite(`limited-${i}`);
+          await first.putSecretVersion(secret, T0, request());
+          const agent = newAgent(`limited-${i}`);
+          const token = newToken();
+          await first.createAgent(agent, token, [], T0, request());
+          await first.addGrant(
+            { ...grantFor(agent, secret.id, 1), maxUses: 1_000_000 },
+            T0,
+            request(),
+          );
+          principals.push({ agentId: agent.id, tokenId: token.tokenId });
+        }
+        let served = 0;
+        let slowest = 0;
+        const until = performance.now() + 2_500;
+        const loop = async (store: Store, seed: number) => {
+          for (let round = 0; performance.now() < until; round++) {
+            // Each round asks for all six at once, in an order that differs between loops.
+            const order = [0, 1, 2, 3, 4, 5].map((i) => (i * (seed + 1) + round) % 6);
+            await Promise.all(
+              order.map(async (i) => {
+                const started = performance.now();
+                const read = await store.getSecretForAgent(
+                  principals[i] as (typeof principals)[number],
+                  `limited-${i}`,
+                  T0,
+                  request(),
+                );
+                assert.notEqual(read, null);
+                slowest = Math.max(slowest, performance.now() - started);
+                served++;
+              }),
+            );
+          }
+        };
+        await Promise.all(stores.flatMap((store, s) => [loop(store, s), loop(store, s + 4)]));
+        assert.ok(served > 50, `only ${served} fetches`);
+        assert.ok(slowest < 900, `a fetch took ${Math.round(slowest)} ms (a deadlock wait?)`);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+        await drop();
+      }
+    });
+
     it("chains entries whose text is not ASCII, or not well-formed UTF-16", async () => {
       const vault = await grantedStore(2);
       try {
@@ -214,6 +271,19 @@ if (url === null) {
         assert.deepEqual(stored?.hash, record.hash);
       } finally {
         await vault.close();
+      }
+    });
+
+    it("pins the append function to its own schema, whatever the caller's search_path", async () => {
+      const { schema, drop } = await freshSchema();
+      const sql = (schemas as TestSchemas).admin;
+      try {
+        await (await openPostgresStore({ url, schema, maxConnections: 1 })).close();
+        const [row] = await sql`SELECT proconfig FROM pg_proc
+          WHERE proname = 'keyhole_audit_append' AND pronamespace = ${schema}::regnamespace`;
+        assert.deepEqual(row?.proconfig, [`search_path=pg_catalog, ${schema}, pg_temp`]);
+      } finally {
+        await drop();
       }
     });
 

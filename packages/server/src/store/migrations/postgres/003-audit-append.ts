@@ -29,10 +29,7 @@ export const name = "audit-append";
 export const sql = `
 CREATE FUNCTION keyhole_audit_append(drafts JSON)
 RETURNS TABLE (appended_seq BIGINT, appended_hash BYTEA)
-LANGUAGE plpgsql
--- Its tables are the ones beside it, whatever the caller's search_path.
-SET search_path FROM CURRENT
-AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
   -- LP("keyhole/v1/audit-entry"): the label every entry starts with; seq follows it.
   label CONSTANT BYTEA := decode('00000016', 'hex') || convert_to('keyhole/v1/audit-entry', 'UTF8');
@@ -73,4 +70,17 @@ BEGIN
   UPDATE audit_head SET seq = head_seq, hash = head_hash WHERE singleton = 1;
 END
 $$;
+
+-- Its tables are the ones beside it, whatever the caller's search_path: the schema this
+-- migration runs in, named (a search_path kept as written, such as "$user", public, would be
+-- resolved against each caller's role and could reach another vault's tables). pg_catalog
+-- first so no table or function of ours shadows a built-in, pg_temp last so no caller's
+-- temporary table shadows ours.
+DO $pin$
+BEGIN
+  EXECUTE format(
+    'ALTER FUNCTION keyhole_audit_append(json) SET search_path = pg_catalog, %I, pg_temp',
+    current_schema());
+END
+$pin$;
 `;
