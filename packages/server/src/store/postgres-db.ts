@@ -65,6 +65,21 @@ export interface PostgresStoreOptions {
   readonly maxConnections?: number;
   /** Test-only fault injection, as in SQLite: throwing fails the whole operation. */
   readonly beforeAuditAppend?: (draft: AuditDraft) => void;
+  /** How long a read or a transaction may go unanswered before it is given up (default 60 s). */
+  readonly stallLimitMs?: number;
+}
+
+/**
+ * How long a read or a transaction may go without an answer: well past every limit PostgreSQL
+ * enforces itself (lock 10 s, statement 20 s, idle in transaction 30 s), so only a connection
+ * the driver lost track of gets here (it has left statements unsettled forever,
+ * postgres-pool.ts). Giving up frees the request, and a batch's place, and replaces the pool.
+ */
+const STALL_LIMIT_MS = 60_000;
+
+/** Work given up after `stallLimitMs`: a connection failure (postgres-errors.ts). */
+class Stalled extends Error {
+  readonly code = "STALLED";
 }
 
 /** Connections in the pool unless told otherwise. */
@@ -145,6 +160,7 @@ export class PgDb {
   readonly sql: Sql;
   readonly #pool: Pool;
   readonly #beforeAuditAppend: ((draft: AuditDraft) => void) | undefined;
+  readonly #stallLimitMs: number;
   readonly #batcher: Batcher<AgentOp>;
   /** Operations committed, and the transactions that committed them (batches count once). */
   #operations = 0;
@@ -157,6 +173,7 @@ export class PgDb {
     this.#pool = pool;
     this.sql = pool.sql;
     this.#beforeAuditAppend = options.beforeAuditAppend;
+    this.#stallLimitMs = options.stallLimitMs ?? STALL_LIMIT_MS;
     const connections = options.maxConnections ?? DEFAULT_CONNECTIONS;
     this.#batcher = new Batcher<AgentOp>(
       // A quarter of the pool for batches, the rest for reads (token lookups) and owner
@@ -213,7 +230,7 @@ export class PgDb {
   async read<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
     const generation = this.#pool.generation;
     try {
-      return await fn(this.sql);
+      return await this.#bounded(fn(this.sql), generation);
     } catch (error) {
       this.#pool.failed(error, generation);
       throw pgStorageError(error) ?? error;
@@ -243,6 +260,20 @@ export class PgDb {
   }
 
   async #writeAlone<T>(
+    kind: WriteKind,
+    fn: (tx: PgTx) => Promise<T>,
+    locks: readonly AdvisoryLock[],
+  ): Promise<{ value: T; records: AuditRecord[] }> {
+    const generation = this.#pool.generation;
+    try {
+      return await this.#bounded(this.#transact(kind, fn, locks), generation);
+    } catch (error) {
+      // Given up without knowing how far it got: perhaps committed.
+      throw error instanceof Stalled ? commitOutcomeUnknown(error) : error;
+    }
+  }
+
+  async #transact<T>(
     kind: WriteKind,
     fn: (tx: PgTx) => Promise<T>,
     locks: readonly AdvisoryLock[],
@@ -280,6 +311,15 @@ export class PgDb {
    * connection fails them all (a 503, as it would each alone).
    */
   async #writeTogether(arrived: readonly AgentOp[]): Promise<void> {
+    const generation = this.#pool.generation;
+    await this.#bounded(this.#transactTogether(arrived), generation).catch((error: unknown) => {
+      // Only `Stalled` gets here: the batch is given up without knowing how far it got.
+      const unknown = commitOutcomeUnknown(error);
+      for (const op of arrived) op.reject(unknown);
+    });
+  }
+
+  async #transactTogether(arrived: readonly AgentOp[]): Promise<void> {
     if (arrived.length === 1) {
       const [op] = arrived as [AgentOp];
       await this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject);
@@ -345,6 +385,28 @@ export class PgDb {
     ops.forEach((op, i) => {
       op.resolve(results[i] as { value: unknown; records: AuditRecord[] });
     });
+  }
+
+  /**
+   * `work`, or `Stalled` once it has gone `#stallLimitMs` without settling; then the pool is
+   * replaced (its connections may be the stuck ones). `work` goes on in the background, its
+   * outcome ignored.
+   */
+  async #bounded<T>(work: Promise<T>, generation: number): Promise<T> {
+    work.catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new Stalled("the database did not answer in time");
+        this.#pool.failed(error, generation);
+        reject(error);
+      }, this.#stallLimitMs);
+    });
+    try {
+      return await Promise.race([work, stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Refuses later writes and closes the pool once the queries in flight are done. */

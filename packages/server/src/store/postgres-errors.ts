@@ -9,9 +9,11 @@ import { isKeyholeError, KeyholeError } from "@keyhole/core";
 import { STORAGE_RETRY_AFTER_SECONDS, withStorageCause } from "./storage-errors.js";
 
 // The driver's own codes, and the system's, for a connection that failed or broke; UNREACHABLE
-// is ours, for a statement refused without trying while the database is down (postgres-pool.ts).
+// is ours, for a statement refused without trying while the database is down (postgres-pool.ts),
+// and so is STALLED, for work given up after going unanswered too long (postgres-db.ts).
 const CONNECTION_CODES = new Set([
   "UNREACHABLE",
+  "STALLED",
   "CONNECTION_CLOSED",
   "CONNECTION_DESTROYED",
   "CONNECTION_ENDED",

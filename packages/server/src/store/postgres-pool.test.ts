@@ -3,11 +3,11 @@
 // refuses at once while the database is unreachable, then finds it again by itself.
 // db-restart.test.ts restarts a real PostgreSQL under running servers.
 import assert from "node:assert/strict";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import postgres from "postgres";
 import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
+import { Relay } from "../test-support/postgres-relay.js";
 import { isConnectionError } from "./postgres-errors.js";
 import {
   DatabaseUnreachable,
@@ -46,52 +46,6 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
     timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A TCP relay to the test server that can be taken down and brought back on the same port. */
-class Relay {
-  readonly #target: { host: string; port: number };
-  readonly #sockets = new Set<Socket>();
-  #server: Server | null = null;
-  port = 0;
-
-  constructor(url: string) {
-    const u = new URL(url);
-    this.#target = { host: u.hostname, port: Number(u.port || 5432) };
-  }
-
-  async up(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = createConnection(this.#target);
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on("close", () => this.#sockets.delete(socket));
-        socket.on("error", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, "127.0.0.1", resolve));
-    this.port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  /** Refuses new connections and resets the open ones, as a crashed database does. */
-  async down(): Promise<void> {
-    const server = this.#server;
-    this.#server = null;
-    for (const socket of this.#sockets) socket.resetAndDestroy();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  }
-
-  url(real: string): string {
-    const u = new URL(real);
-    u.hostname = "127.0.0.1";
-    u.port = String(this.port);
-    return u.toString();
-  }
 }
 
 const url = pgTestUrl();

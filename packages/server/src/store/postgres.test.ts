@@ -6,6 +6,7 @@ import { isKeyholeError } from "@keyhole/core";
 import { verifyAuditChain } from "../audit/verify.js";
 import { auditEntryView } from "../routes/views.js";
 import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
+import { Relay } from "../test-support/postgres-relay.js";
 import { runStoreContract } from "./contract.js";
 import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
@@ -245,6 +246,61 @@ if (url === null) {
         assert.ok(slowest < 900, `a fetch took ${Math.round(slowest)} ms (a deadlock wait?)`);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
+        await drop();
+      }
+    });
+
+    it("gives up reads and writes the database never answers, then recovers", async () => {
+      // A relay that stops passing bytes without closing anything: what a lost driver
+      // connection looks like from here (statements that never settle).
+      const relay = new Relay(url);
+      await relay.up();
+      const { schema, drop } = await freshSchema();
+      const store = await openPostgresStore({
+        url: relay.url(url),
+        schema,
+        maxConnections: 4,
+        stallLimitMs: 400,
+      });
+      try {
+        await store.ensureVault("vlt_stall", T0);
+        relay.freeze();
+        const started = performance.now();
+        const outcomes = await Promise.allSettled([
+          store.getVault(),
+          store.appendAudit({
+            ...request(),
+            action: "auth.failed",
+            result: "denied",
+            agentId: "",
+            secretId: "",
+            secretVersion: 0,
+            detail: "",
+          }),
+          store.ensureVault("vlt_stall", T0),
+        ]);
+        const tookMs = performance.now() - started;
+        for (const outcome of outcomes) {
+          assert.equal(outcome.status, "rejected");
+          const { reason } = outcome as PromiseRejectedResult;
+          assert.ok(isKeyholeError(reason) && reason.code === "unavailable", String(reason));
+        }
+        assert.ok(tookMs < 2_000, `gave up after ${Math.round(tookMs)} ms`);
+        relay.thaw();
+        const deadline = performance.now() + 10_000;
+        for (;;) {
+          const ok = await store.getVault().then(
+            (vault) => vault?.vaultId === "vlt_stall",
+            () => false,
+          );
+          if (ok) break;
+          assert.ok(performance.now() < deadline, "the store did not recover");
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        relay.thaw();
+        await store.close();
+        await relay.down();
         await drop();
       }
     });
