@@ -14,7 +14,9 @@ import { fileURLToPath } from "node:url";
 import { isKeyholeError, newId } from "@keyhole/core";
 import Database from "better-sqlite3";
 import type postgres from "postgres";
+import { auditKeyFromSeed } from "../audit/audit-key.js";
 import { verifyAuditChain } from "../audit/verify.js";
+import { pepperKid } from "../auth/pepper.js";
 import { auditEntryView } from "../routes/views.js";
 import {
   bytes,
@@ -386,6 +388,10 @@ if (url === null) {
         vault.retired.map((id) => `${hex(id)}\n`).join(""),
         { mode: 0o600 },
       );
+      // The keys a server keeps beside its database: recorded for the PostgreSQL servers.
+      for (const file of ["pepper", "audit-key"]) {
+        writeFileSync(join(vault.dir, file), randomBytes(32), { mode: 0o600 });
+      }
       const lockFile = join(vault.dir, "server.lock");
       const batches: string[] = [];
       let summary: MigrateSummary;
@@ -419,6 +425,15 @@ if (url === null) {
         assert.deepEqual(summary.pepperKids, ["kid-1"]);
         assert.equal(summary.lastUsedDiffers, 0);
         assert.equal(summary.dataDir, vault.dir);
+        // The data directory's keys are recorded as the ones every PostgreSQL server must use.
+        const sql = admin as NonNullable<typeof admin>;
+        const [keys] = await sql`SELECT pepper_kid, audit_public_key
+          FROM ${sql(schema)}.shared_keys`;
+        assert.equal(keys?.pepper_kid, pepperKid(readFileSync(join(vault.dir, "pepper"))));
+        assert.deepEqual(
+          new Uint8Array(keys?.audit_public_key),
+          auditKeyFromSeed(readFileSync(join(vault.dir, "audit-key"))).publicKey,
+        );
 
         assert.deepEqual(await pg.getVault(), await sqlite.getVault());
         const agents = await sqlite.listAgents(NOW);

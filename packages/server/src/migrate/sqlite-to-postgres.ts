@@ -24,11 +24,17 @@
  * them rebuilds from the database's `retired_tokens`.
  */
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { AuditChainVerifier, equalBytes, isKeyholeError, KeyholeError } from "@keyhole/core";
+import { auditKeyFromSeed } from "../audit/audit-key.js";
 import { sha256Sync } from "../audit/sha256.js";
+import { pepperKid } from "../auth/pepper.js";
+import { readKeyFile } from "../data-dir.js";
 import { checkDatabaseUrl } from "../database-url.js";
 import type { ReservedSql } from "../store/postgres-db.js";
 import { isConnectionError } from "../store/postgres-errors.js";
+import { recordSharedKeys } from "../store/postgres-shared-keys.js";
 import {
   auditViews,
   checkRevokedList,
@@ -207,6 +213,26 @@ class Copy {
     }
     for (const spec of TABLES) await this.#verifyTable(spec);
     await this.#verifyHead();
+    await this.#recordSharedKeys();
+  }
+
+  /**
+   * Records which pepper and audit key the PostgreSQL servers must use (migration 4): the data
+   * directory's, when the source is one with both files. Refused if the target already names
+   * other keys. Otherwise (a loose database file) it is left to the first server, which must then have the pepper the
+   * tokens were made with (postgres-shared-keys.ts).
+   */
+  async #recordSharedKeys(): Promise<void> {
+    const dir = this.#source.dataDir;
+    const [pepperFile, auditKeyFile] = [join(dir ?? "", "pepper"), join(dir ?? "", "audit-key")];
+    if (dir === null || !existsSync(pepperFile) || !existsSync(auditKeyFile)) return;
+    const pepper = readKeyFile(pepperFile, 32);
+    const auditSeed = readKeyFile(auditKeyFile, 32);
+    const ids = {
+      pepperKid: pepperKid(pepper),
+      auditPublicKey: auditKeyFromSeed(auditSeed).publicKey,
+    };
+    await recordSharedKeys(this.#sql, ids, Date.now());
   }
 
   async #checkEmpty(): Promise<void> {

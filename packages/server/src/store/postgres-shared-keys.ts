@@ -12,8 +12,27 @@ export interface SharedKeyIds {
   readonly auditPublicKey: Uint8Array;
 }
 
-/** Records `mine` if no server has yet; otherwise refuses keys other than the recorded ones. */
+/**
+ * Records `mine` if no server has yet; otherwise refuses keys other than the recorded ones.
+ * Either way refuses a pepper that did not make the agent tokens already in the database (the
+ * first server after `keyhole migrate` from a loose database file, given a new pepper, would
+ * otherwise record it, and every migrated token would fail).
+ */
 export async function checkSharedKeys(sql: Sql, mine: SharedKeyIds, now: number): Promise<void> {
+  const [foreign] = await sql`
+    SELECT 1 FROM agent_tokens WHERE pepper_kid <> ${mine.pepperKid} LIMIT 1`;
+  if (foreign !== undefined) {
+    throw new KeyholeError(
+      "config_error",
+      "--pepper-file is not the pepper the agent tokens in this database were made with: give " +
+        "every server a copy of the pepper of the server they came from",
+    );
+  }
+  await recordSharedKeys(sql, mine, now);
+}
+
+/** Records `mine` if nothing is recorded yet; refuses keys other than the recorded ones. */
+export async function recordSharedKeys(sql: Sql, mine: SharedKeyIds, now: number): Promise<void> {
   const auditPublicKey = Buffer.from(mine.auditPublicKey);
   await sql`
     INSERT INTO shared_keys (singleton, pepper_kid, audit_public_key, recorded_at)

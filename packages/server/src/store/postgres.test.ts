@@ -10,7 +10,7 @@ import { Relay } from "../test-support/postgres-relay.js";
 import { runStoreContract } from "./contract.js";
 import { grantFor, newAgent, newToken, request, secretWrite, T0 } from "./contract-fixtures.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
-import { openPostgresStore } from "./postgres.js";
+import { checkSharedKeys, openPostgresBackend, openPostgresStore } from "./postgres.js";
 import type { Store, WriteStats } from "./store.js";
 
 const url = pgTestUrl();
@@ -385,6 +385,38 @@ if (url === null) {
         await store.ensureVault("vlt_shared_schema", T0);
         await store.close();
       } finally {
+        await drop();
+      }
+    });
+
+    it("refuses a pepper other than the one the database's agent tokens were made with", async () => {
+      const { schema, drop } = await freshSchema();
+      const { store, sql } = await openPostgresBackend({ url, schema, maxConnections: 2 });
+      try {
+        await store.ensureVault("vlt_keys", T0);
+        const token = newToken();
+        await store.createAgent(newAgent("keyed"), token, [], T0, request());
+        const audit = new Uint8Array(32).fill(7);
+        await assert.rejects(
+          checkSharedKeys(sql, { pepperKid: "another-kid", auditPublicKey: audit }, T0),
+          (error: unknown) =>
+            isKeyholeError(error) && /agent tokens in this database/.test(error.message),
+        );
+        const [none] = await sql`SELECT 1 FROM shared_keys`;
+        assert.equal(none, undefined, "nothing recorded");
+        await checkSharedKeys(sql, { pepperKid: token.pepperKid, auditPublicKey: audit }, T0);
+        await checkSharedKeys(sql, { pepperKid: token.pepperKid, auditPublicKey: audit }, T0);
+        await assert.rejects(
+          checkSharedKeys(
+            sql,
+            { pepperKid: token.pepperKid, auditPublicKey: new Uint8Array(32) },
+            T0,
+          ),
+          (error: unknown) =>
+            isKeyholeError(error) && /^--audit-key-file is not/.test(error.message),
+        );
+      } finally {
+        await store.close();
         await drop();
       }
     });
