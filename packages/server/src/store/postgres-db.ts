@@ -312,14 +312,22 @@ export class PgDb {
    */
   async #writeTogether(arrived: readonly AgentOp[]): Promise<void> {
     const generation = this.#pool.generation;
-    await this.#bounded(this.#transactTogether(arrived), generation).catch((error: unknown) => {
-      // Only `Stalled` gets here: the batch is given up without knowing how far it got.
-      const unknown = commitOutcomeUnknown(error);
-      for (const op of arrived) op.reject(unknown);
-    });
+    const batch = { abandoned: false };
+    await this.#bounded(this.#transactTogether(arrived, batch), generation).catch(
+      (error: unknown) => {
+        // Only `Stalled` gets here: the batch is given up without knowing how far it got, and
+        // must not run its operations again later (their callers were told "unknown").
+        batch.abandoned = true;
+        const unknown = commitOutcomeUnknown(error);
+        for (const op of arrived) op.reject(unknown);
+      },
+    );
   }
 
-  async #transactTogether(arrived: readonly AgentOp[]): Promise<void> {
+  async #transactTogether(
+    arrived: readonly AgentOp[],
+    batch: { readonly abandoned: boolean },
+  ): Promise<void> {
     if (arrived.length === 1) {
       const [op] = arrived as [AgentOp];
       await this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject);
@@ -374,6 +382,7 @@ export class PgDb {
         for (const op of ops) op.reject(mapped);
         return;
       }
+      if (batch.abandoned) return;
       await Promise.all(
         ops.map((op) => this.#writeAlone("agent", op.fn, op.locks).then(op.resolve, op.reject)),
       );
@@ -401,6 +410,8 @@ export class PgDb {
         this.#pool.failed(error, generation);
         reject(error);
       }, this.#stallLimitMs);
+      // A stuck operation must not keep the process alive after the store is closed.
+      timer.unref();
     });
     try {
       return await Promise.race([work, stalled]);
