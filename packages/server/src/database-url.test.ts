@@ -4,7 +4,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isKeyholeError, KeyholeError } from "@keyhole/core";
-import { checkDatabaseUrl, checkSchemaName, databaseStartupError } from "./database-url.js";
+import {
+  checkDatabaseUrl,
+  checkSchemaName,
+  databaseStartupError,
+  driverTarget,
+} from "./database-url.js";
 import { withStorageCause } from "./store/storage-errors.js";
 
 const configError = (error: unknown) => isKeyholeError(error) && error.code === "config_error";
@@ -41,11 +46,15 @@ describe("database URL", () => {
   });
 
   it("refuses query parameters that would override the server's connection settings", () => {
-    const ok =
-      "postgres://u:pw@db/k?sslmode=verify-full&sslrootcert=system&target_session_attrs=primary";
+    const ok = "postgres://u:pw@db/k?sslmode=verify-full&target_session_attrs=primary";
     assert.equal(checkDatabaseUrl(ok, {}).endpoint, "db:5432");
     const cases: [string, string][] = [
       ["search_path=public", '"search_path"'],
+      // The driver would pass it to PostgreSQL as a setting, which refuses the connection.
+      ["sslrootcert=system", '"sslrootcert"'],
+      ["sslmode=verify-ca", "sslmode must be one of"],
+      ["sslmode=require&sslmode=disable", "sslmode more than once"],
+      ["target_session_attrs=any", "target_session_attrs must be one of"],
       ["sslmode=require&statement_timeout=0", '"statement_timeout"'],
       ["options=-c%20lock_timeout%3D0", '"options"'],
       ["max=1000", '"max"'],
@@ -60,6 +69,80 @@ describe("database URL", () => {
           !(error as Error).message.includes("hunter2") &&
           !(error as Error).message.includes("Hunter2"),
         query,
+      );
+    }
+  });
+
+  it("gives the driver the checked URL's parts, never the URL to parse its own way", () => {
+    const base = { host: ["db.internal"], port: [6543], user: "u", database: "keyhole" };
+    const cases: [string, Record<string, string>, object][] = [
+      [
+        "postgres://u:p%40ss@db.internal:6543/keyhole?sslmode=verify-full",
+        {},
+        { ...base, password: "p@ss", ssl: "verify-full" },
+      ],
+      ["postgres://u@db.internal:6543/keyhole?sslmode=disable", {}, { ...base, ssl: false }],
+      [
+        "postgresql://u@[::1]:5433/k?target_session_attrs=primary",
+        {},
+        {
+          host: ["::1"],
+          port: [5433],
+          user: "u",
+          database: "k",
+          ssl: false,
+          target_session_attrs: "primary",
+        },
+      ],
+      [
+        "postgres:///k",
+        { PGHOST: "pg.local", PGPORT: "5999" },
+        { host: ["pg.local"], port: [5999], database: "k", ssl: false },
+      ],
+      [
+        "postgres://u@%2Fvar%2Frun%2Fpostgresql/k",
+        {},
+        {
+          host: ["/var/run/postgresql"],
+          port: [5432],
+          path: "/var/run/postgresql/.s.PGSQL.5432",
+          user: "u",
+          database: "k",
+          ssl: false,
+        },
+      ],
+      // An unencoded @ in the password: the last @ ends it, for the driver as for the check.
+      [
+        "postgres://u:p@x,y@db.internal/k",
+        {},
+        {
+          host: ["db.internal"],
+          port: [5432],
+          user: "u",
+          password: "p@x,y",
+          database: "k",
+          ssl: false,
+        },
+      ],
+    ];
+    for (const [url, env, expected] of cases)
+      assert.deepEqual(driverTarget(url, env), expected, url);
+  });
+
+  it("refuses what the driver would read otherwise: fragments, several hosts, bad ports", () => {
+    for (const url of [
+      // Once the driver's own parsing had turned this fragment back into settings.
+      "postgres://u:hunter2@db.example.com,%23/k?sslmode=db.example.com,#&search_path=evil",
+      "postgres://u:hunter2@db/k#x",
+      "postgres://u:hunter2@h1,h2/k",
+      "postgres://u:hunter2@db:0/k",
+      "postgres://u:hunter2@db/k/extra",
+      "postgres://u:%E0%A4%A@db/k",
+    ]) {
+      assert.throws(
+        () => driverTarget(url, {}),
+        (error: unknown) => configError(error) && !(error as Error).message.includes("hunter2"),
+        url,
       );
     }
   });

@@ -27,17 +27,59 @@ export interface DatabaseTarget {
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The query parameters a database URL may carry: how to reach the server, nothing else. */
-const URL_PARAMETERS = new Set(["sslmode", "sslrootcert", "target_session_attrs"]);
+const URL_PARAMETERS = ["sslmode", "target_session_attrs"] as const;
+
+/** `sslmode` values the driver implements (it has no `verify-ca`). */
+const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-full"] as const;
+type SslMode = (typeof SSL_MODES)[number];
+
+/** `target_session_attrs` values the driver implements. */
+const SESSION_ATTRS = ["read-write", "read-only", "primary", "standby", "prefer-standby"] as const;
 
 /**
- * Checks a database URL: `postgres://` or `postgresql://`, parseable as a URL, with no query
- * parameter but those of `URL_PARAMETERS`. The messages never quote it. `env` supplies PGHOST and PGPORT, which the driver falls back to when the URL
- * names no host or port, so the endpoint named in messages is the one really tried.
+ * Everything the driver needs to connect, taken from the checked URL: the driver is never given
+ * the URL itself, which it would parse its own way (it splits the host on the first `@` and on
+ * commas, and sends any query parameter it does not know to PostgreSQL as a setting).
+ */
+export interface DriverTarget {
+  /** One host: the driver's list form, so it does not split an IPv6 address on its colons. */
+  readonly host: [string];
+  readonly port: [number];
+  /** A Unix socket, when the URL's host is a directory (`%2Fvar%2Frun%2Fpostgresql`). */
+  readonly path?: string;
+  readonly user?: string;
+  readonly password?: string;
+  readonly database?: string;
+  /** `sslmode`: false for none (also when the URL names none). */
+  readonly ssl: false | Exclude<SslMode, "disable">;
+  readonly target_session_attrs?: (typeof SESSION_ATTRS)[number];
+}
+
+/**
+ * Checks a database URL: `postgres://` or `postgresql://`, parseable as a URL, one host, no
+ * fragment, no query parameter but `sslmode` and `target_session_attrs`. The messages never
+ * quote it. `env` supplies PGHOST and PGPORT when the URL names no host or port (as libpq
+ * does), so the endpoint named in messages is the one really tried.
  */
 export function checkDatabaseUrl(
   text: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): DatabaseTarget {
+  return { url: text, endpoint: parseDatabaseUrl(text, env).endpoint };
+}
+
+/** The driver's connection options for a database URL, checked as `checkDatabaseUrl` does. */
+export function driverTarget(
+  text: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): DriverTarget {
+  return parseDatabaseUrl(text, env).driver;
+}
+
+function parseDatabaseUrl(
+  text: string,
+  env: Readonly<Record<string, string | undefined>>,
+): { endpoint: string; driver: DriverTarget } {
   if (!/^postgres(ql)?:\/\//.test(text)) {
     throw new KeyholeError(
       "config_error",
@@ -48,29 +90,96 @@ export function checkDatabaseUrl(
   try {
     url = new URL(text);
   } catch {
-    // The driver would split such a URL its own way, possibly taking part of a password for the
-    // host; refused instead, with the usual cause named.
-    throw new KeyholeError(
-      "config_error",
-      "the database URL is malformed (percent-encode any of : / ? # @ [ ] % in the user name " +
-        "or password; several hosts with ports are not supported)",
-    );
+    throw malformed();
   }
-  for (const name of url.searchParams.keys()) {
-    if (!URL_PARAMETERS.has(name)) {
+  // A `#` is a fragment: in an unencoded password it would cut the password short.
+  if (url.hash !== "" || text.includes("#")) throw malformed();
+  const query = checkParameters(url.searchParams);
+  const hostname = decode(url.hostname);
+  if (hostname.includes(",")) {
+    throw new KeyholeError("config_error", "the database URL names several hosts: give one");
+  }
+  const host = hostname !== "" ? hostname : (nonEmpty(env.PGHOST) ?? "localhost");
+  const port = url.port !== "" ? url.port : (nonEmpty(env.PGPORT) ?? "5432");
+  const portNumber = Number(port);
+  if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65_535) {
+    throw new KeyholeError("config_error", "the database port must be 1 to 65535");
+  }
+  const database = decode(url.pathname.replace(/^\//, ""));
+  if (database.includes("/")) throw malformed();
+  const unbracketed = host.replace(/^\[(.*)\]$/, "$1");
+  const driver: DriverTarget = {
+    host: [unbracketed],
+    port: [portNumber],
+    ...(unbracketed.startsWith("/") ? { path: `${unbracketed}/.s.PGSQL.${portNumber}` } : {}),
+    ...(url.username === "" ? {} : { user: decode(url.username) }),
+    ...(url.password === "" ? {} : { password: decode(url.password) }),
+    ...(database === "" ? {} : { database }),
+    ssl: query.sslmode === undefined || query.sslmode === "disable" ? false : query.sslmode,
+    ...(query.target_session_attrs === undefined
+      ? {}
+      : { target_session_attrs: query.target_session_attrs }),
+  };
+  return { endpoint: `${host}:${port}`, driver };
+}
+
+/** Only `URL_PARAMETERS`, each once, with a value the driver implements. */
+function checkParameters(params: URLSearchParams): {
+  sslmode?: SslMode;
+  target_session_attrs?: (typeof SESSION_ATTRS)[number];
+} {
+  for (const name of new Set(params.keys())) {
+    if (!(URL_PARAMETERS as readonly string[]).includes(name)) {
       // The driver would send any other parameter to PostgreSQL as a connection setting, over
       // the server's own (`?search_path=` beating --database-schema, `?statement_timeout=0`).
       const named = /^[a-z_]{1,40}$/.test(name) ? ` "${name}"` : "";
       throw new KeyholeError(
         "config_error",
         `the database URL's parameter${named} is not supported (supported: ` +
-          `${[...URL_PARAMETERS].join(", ")})`,
+          `${URL_PARAMETERS.join(", ")})`,
       );
     }
+    if (params.getAll(name).length > 1) {
+      throw new KeyholeError("config_error", `the database URL gives ${name} more than once`);
+    }
   }
-  const host = url.hostname !== "" ? url.hostname : (nonEmpty(env.PGHOST) ?? "localhost");
-  const port = url.port !== "" ? url.port : (nonEmpty(env.PGPORT) ?? "5432");
-  return { url: text, endpoint: `${host}:${port}` };
+  const sslmode = params.get("sslmode") ?? undefined;
+  if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
+    throw new KeyholeError(
+      "config_error",
+      `the database URL's sslmode must be one of ${SSL_MODES.join(", ")}`,
+    );
+  }
+  const attrs = params.get("target_session_attrs") ?? undefined;
+  if (attrs !== undefined && !(SESSION_ATTRS as readonly string[]).includes(attrs)) {
+    throw new KeyholeError(
+      "config_error",
+      `the database URL's target_session_attrs must be one of ${SESSION_ATTRS.join(", ")}`,
+    );
+  }
+  return {
+    ...(sslmode === undefined ? {} : { sslmode: sslmode as SslMode }),
+    ...(attrs === undefined
+      ? {}
+      : { target_session_attrs: attrs as (typeof SESSION_ATTRS)[number] }),
+  };
+}
+
+function malformed(): KeyholeError {
+  return new KeyholeError(
+    "config_error",
+    "the database URL is malformed (percent-encode any of : / ? # @ [ ] % in the user name " +
+      "or password; one host only)",
+  );
+}
+
+/** Percent-decoding that refuses malformed escapes instead of throwing a URIError. */
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw malformed();
+  }
 }
 
 /** Checks a schema name (`--database-schema`); the message names the rule, not the value. */

@@ -22,6 +22,7 @@
  */
 import { encodeAuditEntry, KeyholeError } from "@keyhole/core";
 import postgres from "postgres";
+import { driverTarget } from "../database-url.js";
 import { type AuditOutcome, auditDraft } from "./audit-draft.js";
 import { POSTGRES_MIGRATIONS } from "./migrations/postgres/index.js";
 import { Batcher } from "./postgres-batch.js";
@@ -191,9 +192,20 @@ export class PgDb {
 
   /** Connects and applies pending migrations. */
   static async open(options: PostgresStoreOptions): Promise<PgDb> {
+    // Checked, and taken apart here: the driver never sees the URL (database-url.ts).
+    const target = driverTarget(options.url);
+    // The driver takes `host` and `port` as lists too (its multi-host form; ours has one
+    // entry), though its types say otherwise: the list keeps it from splitting an IPv6 address
+    // on its colons.
+    const where = target as unknown as { host: string; port: number };
     const pool = new Pool(
       () =>
-        postgres(options.url, {
+        postgres({
+          ...target,
+          ...where,
+          // Set, so that no PG* environment variable the driver reads changes them.
+          debug: false,
+          prepare: true,
           max: options.maxConnections ?? DEFAULT_CONNECTIONS,
           idle_timeout: 60,
           connect_timeout: 5,
