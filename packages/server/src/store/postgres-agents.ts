@@ -187,7 +187,7 @@ export async function revokeAgentPg(
   };
 }
 
-/** `Store.agentSelf`, inside a transaction. */
+/** `Store.agentSelf`, inside a transaction under the agent's shared lock (postgres.ts). */
 export async function agentSelfPg(
   tx: PgTx,
   principal: AgentPrincipal,
@@ -199,7 +199,7 @@ export async function agentSelfPg(
   return toAgent(agent);
 }
 
-/** `Store.listSecretsForAgent`, inside a transaction. */
+/** `Store.listSecretsForAgent`, inside a transaction under the agent's shared lock. */
 export async function listSecretsForAgentPg(
   tx: PgTx,
   principal: AgentPrincipal,
@@ -219,8 +219,9 @@ export async function listSecretsForAgentPg(
 }
 
 /**
- * `Store.getSecretForAgent`, inside a transaction: the agent's and the secret's locks (shared),
- * the token re-check, then one statement reads the secret, the grant and the ciphertext. A
+ * `Store.getSecretForAgent`, inside a transaction under the agent's and the secret's locks
+ * (shared, taken with BEGIN, postgres.ts): one statement re-checks the token and reads the
+ * secret, the grant and the ciphertext. A
  * `grant rm`, a new version or a delete of the secret waits for this read, or commits first and
  * this read, whose statements start after the lock, finds no grant.
  */

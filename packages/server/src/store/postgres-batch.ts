@@ -12,6 +12,8 @@
  * This class only queues and groups; `PgDb` runs a batch (postgres-db.ts). No answer leaves
  * before its batch committed, and an operation that throws in a batch does not take the
  * others down: the batch is rolled back and each of its operations runs again on its own.
+ * The operations of a batch run in the order of their lock keys (postgres-db.ts), so batches
+ * that update the same rows (limited grants' use counts) never wait on each other crosswise.
  */
 /** How much to group. */
 export interface BatchLimits {

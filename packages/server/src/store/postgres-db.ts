@@ -317,10 +317,11 @@ export class PgDb {
 
   /**
    * Runs agent operations that arrived together in one transaction: every one's locks with
-   * BEGIN, each operation in turn, all their entries appended with the COMMIT. Settles each.
-   * When one throws, or PostgreSQL refuses a statement, nothing was committed: the batch is
-   * rolled back and each operation runs again alone, so each gets its own answer. A broken
-   * connection fails them all (a 503, as it would each alone).
+   * BEGIN, each operation in turn (in lock-key order), all their entries appended with the
+   * COMMIT. Settles each. When one throws, or PostgreSQL refuses one's statement, nothing was
+   * committed: the batch is rolled back and each operation runs again alone, so each gets its
+   * own answer. A broken connection, an unknown commit outcome or a busy database (timeouts,
+   * deadlock) fails them all with that 503, as it would each alone.
    */
   async #writeTogether(arrived: readonly AgentOp[]): Promise<void> {
     const generation = this.#pool.generation;

@@ -349,7 +349,8 @@ export class TxConnection {
   }
 
   /**
-   * Runs `last`, a constant statement without parameters, and COMMIT, sent together as one
+   * Runs `last`, a statement without parameters (its text the caller's to make safe:
+   * postgres-db.ts puts only fixed SQL and hex digits in it), and COMMIT, sent together as one
    * simple-protocol message: the database runs the COMMIT as soon as `last` is done, without
    * waiting for this process (postgres-db.ts: the audit append holds its lock that long only).
    * Gives the rows of `last`. Should `last` fail, the COMMIT is skipped and the transaction left
