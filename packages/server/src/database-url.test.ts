@@ -55,6 +55,7 @@ describe("database URL", () => {
       ["sslmode=verify-ca", "sslmode must be one of"],
       ["sslmode=require&sslmode=disable", "sslmode more than once"],
       ["target_session_attrs=any", "target_session_attrs must be one of"],
+      ["target_session_attrs=standby", "target_session_attrs must be one of"],
       ["sslmode=require&statement_timeout=0", '"statement_timeout"'],
       ["options=-c%20lock_timeout%3D0", '"options"'],
       ["max=1000", '"max"'],
@@ -79,7 +80,8 @@ describe("database URL", () => {
       [
         "postgres://u:p%40ss@db.internal:6543/keyhole?sslmode=verify-full",
         {},
-        { ...base, password: "p@ss", ssl: "verify-full" },
+        // verify-full: the certificate is checked against the host named, IP address or not.
+        { ...base, password: "p@ss", ssl: { host: "db.internal" } },
       ],
       ["postgres://u@db.internal:6543/keyhole?sslmode=disable", {}, { ...base, ssl: false }],
       [
@@ -138,6 +140,11 @@ describe("database URL", () => {
       "postgres://u:hunter2@db:0/k",
       "postgres://u:hunter2@db/k/extra",
       "postgres://u:%E0%A4%A@db/k",
+      // A NUL would add settings to the driver's start-up message.
+      "postgres://u:hunter2@db/k%00search_path%00evil",
+      "postgres://u%00options:hunter2@db/k",
+      // An unencoded / in the password: host "u", port 2024, "database" hunter2@db.
+      "postgres://u:2024/hunter2@db/k",
     ]) {
       assert.throws(
         () => driverTarget(url, {}),
@@ -145,6 +152,17 @@ describe("database URL", () => {
         url,
       );
     }
+  });
+
+  it("takes sslmode from PGSSLMODE or PGSSL when the URL names none, checked the same way", () => {
+    const url = "postgres://u@[::1]:5433/k";
+    assert.equal(driverTarget(url, {}).ssl, false);
+    assert.equal(driverTarget(url, { PGSSL: "require" }).ssl, "require");
+    assert.deepEqual(driverTarget(url, { PGSSLMODE: "verify-full", PGSSL: "disable" }).ssl, {
+      host: "::1",
+    });
+    assert.equal(driverTarget(`${url}?sslmode=disable`, { PGSSLMODE: "require" }).ssl, false);
+    assert.throws(() => driverTarget(url, { PGSSLMODE: "verify-ca" }), configError);
   });
 
   it("accepts only plain lower-case schema names (they travel in search_path)", () => {

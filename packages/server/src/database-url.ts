@@ -33,8 +33,11 @@ const URL_PARAMETERS = ["sslmode", "target_session_attrs"] as const;
 const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-full"] as const;
 type SslMode = (typeof SSL_MODES)[number];
 
-/** `target_session_attrs` values the driver implements. */
-const SESSION_ATTRS = ["read-write", "read-only", "primary", "standby", "prefer-standby"] as const;
+/**
+ * `target_session_attrs` values that make sense for a server that writes (the driver also has
+ * read-only, standby and prefer-standby, which with one host could never connect usefully).
+ */
+const SESSION_ATTRS = ["read-write", "primary"] as const;
 
 /**
  * Everything the driver needs to connect, taken from the checked URL: the driver is never given
@@ -50,8 +53,12 @@ export interface DriverTarget {
   readonly user?: string;
   readonly password?: string;
   readonly database?: string;
-  /** `sslmode`: false for none (also when the URL names none). */
-  readonly ssl: false | Exclude<SslMode, "disable">;
+  /**
+   * `sslmode` (from the URL, else `PGSSLMODE`, else `PGSSL`): false for none; `verify-full` as
+   * the TLS options that check the certificate against the host named (the driver sends no
+   * server name for an IP address, and Node would then check it against "localhost").
+   */
+  readonly ssl: false | Exclude<SslMode, "disable" | "verify-full"> | { readonly host: string };
   readonly target_session_attrs?: (typeof SESSION_ATTRS)[number];
 }
 
@@ -105,6 +112,8 @@ function parseDatabaseUrl(
   if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65_535) {
     throw new KeyholeError("config_error", "the database port must be 1 to 65535");
   }
+  // An @ in the path is a password's @ (or /) left unencoded: the rest would be misread.
+  if (url.pathname.includes("@")) throw malformed();
   const database = decode(url.pathname.replace(/^\//, ""));
   if (database.includes("/")) throw malformed();
   const unbracketed = host.replace(/^\[(.*)\]$/, "$1");
@@ -115,7 +124,7 @@ function parseDatabaseUrl(
     ...(url.username === "" ? {} : { user: decode(url.username) }),
     ...(url.password === "" ? {} : { password: decode(url.password) }),
     ...(database === "" ? {} : { database }),
-    ssl: query.sslmode === undefined || query.sslmode === "disable" ? false : query.sslmode,
+    ssl: sslOption(query.sslmode ?? envSslMode(env), unbracketed),
     ...(query.target_session_attrs === undefined
       ? {}
       : { target_session_attrs: query.target_session_attrs }),
@@ -173,13 +182,43 @@ function malformed(): KeyholeError {
   );
 }
 
-/** Percent-decoding that refuses malformed escapes instead of throwing a URIError. */
+/**
+ * Percent-decoding that refuses malformed escapes instead of throwing a URIError, and control
+ * characters: the driver writes the user and database names into its start-up message between
+ * NULs, where an encoded `%00` would add settings of the URL's choosing.
+ */
 function decode(text: string): string {
+  let decoded: string;
   try {
-    return decodeURIComponent(text);
+    decoded = decodeURIComponent(text);
   } catch {
     throw malformed();
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are refused.
+  if (/[\u0000-\u001f\u007f]/.test(decoded)) throw malformed();
+  return decoded;
+}
+
+/**
+ * The `sslmode` of the environment when the URL names none: libpq's `PGSSLMODE`, else the
+ * driver's own `PGSSL` (which it would read itself, were it left to). Checked like the URL's.
+ */
+function envSslMode(env: Readonly<Record<string, string | undefined>>): SslMode | undefined {
+  for (const name of ["PGSSLMODE", "PGSSL"]) {
+    const value = nonEmpty(env[name]);
+    if (value === undefined) continue;
+    if (!(SSL_MODES as readonly string[]).includes(value)) {
+      throw new KeyholeError("config_error", `${name} must be one of ${SSL_MODES.join(", ")}`);
+    }
+    return value as SslMode;
+  }
+  return undefined;
+}
+
+/** The driver's `ssl` for an `sslmode` and the host connected to. */
+function sslOption(mode: SslMode | undefined, host: string): DriverTarget["ssl"] {
+  if (mode === undefined || mode === "disable") return false;
+  return mode === "verify-full" ? { host } : mode;
 }
 
 /** Checks a schema name (`--database-schema`); the message names the rule, not the value. */

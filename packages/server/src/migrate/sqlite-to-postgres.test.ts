@@ -388,10 +388,6 @@ if (url === null) {
         vault.retired.map((id) => `${hex(id)}\n`).join(""),
         { mode: 0o600 },
       );
-      // The keys a server keeps beside its database: recorded for the PostgreSQL servers.
-      for (const file of ["pepper", "audit-key"]) {
-        writeFileSync(join(vault.dir, file), randomBytes(32), { mode: 0o600 });
-      }
       const lockFile = join(vault.dir, "server.lock");
       const batches: string[] = [];
       let summary: MigrateSummary;
@@ -425,16 +421,6 @@ if (url === null) {
         assert.deepEqual(summary.pepperKids, ["kid-1"]);
         assert.equal(summary.lastUsedDiffers, 0);
         assert.equal(summary.dataDir, vault.dir);
-        // The data directory's keys are recorded as the ones every PostgreSQL server must use.
-        const sql = admin as NonNullable<typeof admin>;
-        const [keys] = await sql`SELECT pepper_kid, audit_public_key
-          FROM ${sql(schema)}.shared_keys`;
-        assert.equal(keys?.pepper_kid, pepperKid(readFileSync(join(vault.dir, "pepper"))));
-        assert.deepEqual(
-          new Uint8Array(keys?.audit_public_key),
-          auditKeyFromSeed(readFileSync(join(vault.dir, "audit-key"))).publicKey,
-        );
-
         assert.deepEqual(await pg.getVault(), await sqlite.getVault());
         const agents = await sqlite.listAgents(NOW);
         assert.deepEqual(await pg.listAgents(NOW), agents);
@@ -697,6 +683,50 @@ if (url === null) {
         );
       }
       assert.equal(readFileSync(lock, "utf8"), `${process.ppid}\n`);
+    });
+
+    it("records the data directory's pepper and audit key for the PostgreSQL servers", async () => {
+      const copy = copyVault(vault);
+      const pepper = randomBytes(32);
+      const auditSeed = randomBytes(32);
+      writeFileSync(join(copy.dir, "pepper"), pepper, { mode: 0o600 });
+      writeFileSync(join(copy.dir, "audit-key"), auditSeed, { mode: 0o600 });
+      const { schema, drop } = await freshSchema();
+      const sql = admin as NonNullable<typeof admin>;
+      try {
+        // The vault's tokens carry another pepper's id: refused before PostgreSQL is touched.
+        await assert.rejects(
+          migrateSqliteToPostgres({ from: copy.dir, to: { url, schema } }),
+          rejectsWith("config_error", /made with another pepper than .*pepper.*nothing was copied/),
+        );
+        const [{ n } = { n: -1 }] =
+          await sql`SELECT count(*)::int AS n FROM information_schema.tables
+          WHERE table_schema = ${schema}`;
+        assert.equal(n, 0, "not even migrated");
+        // As a server that made them would have: the tokens carry the directory's pepper id.
+        const db = new Database(copy.path);
+        db.prepare("UPDATE agent_tokens SET pepper_kid = ?").run(pepperKid(pepper));
+        db.close();
+        await migrateSqliteToPostgres({ from: copy.dir, to: { url, schema } });
+        const [keys] = await sql`SELECT pepper_kid, audit_public_key
+          FROM ${sql(schema)}.shared_keys`;
+        assert.equal(keys?.pepper_kid, pepperKid(pepper));
+        assert.deepEqual(
+          new Uint8Array(keys?.audit_public_key),
+          auditKeyFromSeed(auditSeed).publicKey,
+        );
+      } finally {
+        await drop();
+      }
+    });
+
+    it("refuses a data directory with one key file and not the other", async () => {
+      const copy = copyVault(vault);
+      writeFileSync(join(copy.dir, "audit-key"), randomBytes(32), { mode: 0o600 });
+      await assert.rejects(
+        migrateSqliteToPostgres({ from: copy.dir, to: { url, schema: "no_such_schema" } }),
+        rejectsWith("config_error", /has an audit-key but no pepper/),
+      );
     });
 
     it("refuses a vault whose revoked-tokens list names a token live in the database", async () => {

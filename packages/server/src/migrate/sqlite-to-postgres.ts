@@ -24,17 +24,13 @@
  * them rebuilds from the database's `retired_tokens`.
  */
 
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { AuditChainVerifier, equalBytes, isKeyholeError, KeyholeError } from "@keyhole/core";
-import { auditKeyFromSeed } from "../audit/audit-key.js";
 import { sha256Sync } from "../audit/sha256.js";
-import { pepperKid } from "../auth/pepper.js";
-import { readKeyFile } from "../data-dir.js";
 import { checkDatabaseUrl } from "../database-url.js";
 import type { ReservedSql } from "../store/postgres-db.js";
 import { isConnectionError } from "../store/postgres-errors.js";
-import { recordSharedKeys } from "../store/postgres-shared-keys.js";
+import { recordSharedKeys, type SharedKeyIds } from "../store/postgres-shared-keys.js";
+import { sourceKeyIds } from "./source-keys.js";
 import {
   auditViews,
   checkRevokedList,
@@ -98,6 +94,9 @@ export interface MigrateSummary {
   readonly ms: number;
 }
 
+/** How long the copy's one transaction may go unanswered before it is given up. */
+const COPY_STALL_LIMIT_MS = 6 * 60 * 60_000;
+
 /** Progress is reported every this many rows of a table. */
 const PROGRESS_EVERY = 100_000;
 
@@ -124,8 +123,9 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
         pepper_kid: string;
       }[]
     ).map((r) => r.pepper_kid);
+    const keyIds = sourceKeyIds(source.dataDir, pepperKids);
 
-    await copyToPostgres(options, source, chain, counts);
+    await copyToPostgres(options, source, chain, counts, keyIds);
     return {
       source: source.path,
       dataDir: source.dataDir,
@@ -146,6 +146,7 @@ async function copyToPostgres(
   source: SqliteSource,
   chain: SourceChain,
   counts: ReadonlyMap<string, number>,
+  keyIds: SharedKeyIds | null,
 ): Promise<void> {
   // Loaded here only: it loads the driver (see the file comment).
   const { PgDb } = await import("../store/postgres-db.js");
@@ -155,6 +156,9 @@ async function copyToPostgres(
       url: options.to.url,
       ...(options.to.schema === undefined ? {} : { schema: options.to.schema }),
       maxConnections: 1,
+      // One transaction for the whole copy: a large vault takes minutes, well past the
+      // servers' give-up time for a request (its statements have their own limit, below).
+      stallLimitMs: COPY_STALL_LIMIT_MS,
     });
   } catch (error) {
     throw targetError(error, null);
@@ -163,7 +167,7 @@ async function copyToPostgres(
     // The owner-write advisory lock too: a PostgreSQL server already on this database (which
     // the emptiness check would then refuse anyway) makes no owner change meanwhile.
     await db.write("owner", async (tx) => {
-      const copy = new Copy(tx.sql, options, source, chain, counts);
+      const copy = new Copy(tx.sql, options, source, chain, counts, keyIds);
       await copy.run();
     });
   } catch (error) {
@@ -180,6 +184,7 @@ class Copy {
   readonly #source: SqliteSource;
   readonly #chain: SourceChain;
   readonly #counts: ReadonlyMap<string, number>;
+  readonly #keyIds: SharedKeyIds | null;
   readonly #digests = new Map<string, TableDigest>();
 
   constructor(
@@ -188,8 +193,10 @@ class Copy {
     source: SqliteSource,
     chain: SourceChain,
     counts: ReadonlyMap<string, number>,
+    keyIds: SharedKeyIds | null,
   ) {
     this.#sql = sql;
+    this.#keyIds = keyIds;
     this.#options = options;
     this.#source = source;
     this.#chain = chain;
@@ -218,21 +225,20 @@ class Copy {
 
   /**
    * Records which pepper and audit key the PostgreSQL servers must use (migration 4): the data
-   * directory's, when the source is one with both files. Refused if the target already names
-   * other keys. Otherwise (a loose database file) it is left to the first server, which must then have the pepper the
-   * tokens were made with (postgres-shared-keys.ts).
+   * directory's (source-keys.ts). Refused if the target already names others.
    */
   async #recordSharedKeys(): Promise<void> {
-    const dir = this.#source.dataDir;
-    const [pepperFile, auditKeyFile] = [join(dir ?? "", "pepper"), join(dir ?? "", "audit-key")];
-    if (dir === null || !existsSync(pepperFile) || !existsSync(auditKeyFile)) return;
-    const pepper = readKeyFile(pepperFile, 32);
-    const auditSeed = readKeyFile(auditKeyFile, 32);
-    const ids = {
-      pepperKid: pepperKid(pepper),
-      auditPublicKey: auditKeyFromSeed(auditSeed).publicKey,
-    };
-    await recordSharedKeys(this.#sql, ids, Date.now());
+    if (this.#keyIds === null) return;
+    try {
+      await recordSharedKeys(this.#sql, this.#keyIds, Date.now());
+    } catch (error) {
+      if (!isKeyholeError(error) || error.code !== "config_error") throw error;
+      throw new KeyholeError(
+        "conflict",
+        "the target database already names another pepper or audit key than the data " +
+          "directory's: it belongs to other servers; nothing was written",
+      );
+    }
   }
 
   async #checkEmpty(): Promise<void> {

@@ -206,6 +206,8 @@ export class PgDb {
           // Set, so that no PG* environment variable the driver reads changes them.
           debug: false,
           prepare: true,
+          fetch_types: true,
+          keep_alive: 60,
           max: options.maxConnections ?? DEFAULT_CONNECTIONS,
           idle_timeout: 60,
           connect_timeout: 5,

@@ -20,6 +20,8 @@ const CONNECTION_CODES = new Set([
   "CONNECT_TIMEOUT",
   "ECONNREFUSED",
   "ECONNRESET",
+  // A Unix socket's file missing (the server restarting).
+  "ENOENT",
   "EPIPE",
   "ETIMEDOUT",
   "EHOSTUNREACH",
