@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { runWithoutPostgres } from "./test-support/no-postgres.js";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "keyhole-main-"));
@@ -144,23 +145,14 @@ test("an unreachable database is one coded line naming host:port, never the pass
 });
 
 test("a SQLite server starts and stops without ever loading the PostgreSQL driver", () => {
-  // A resolve hook that fails any import of `postgres`: only a database URL may load it.
+  // Any import of `postgres` fails in the child: only a database URL may load it.
   const server = new URL("./server.js", import.meta.url).href;
-  const hook = `export async function resolve(specifier, context, next) {
-    if (specifier === "postgres") throw new Error("postgres-was-loaded");
-    return next(specifier, context);
-  }`;
-  const script = `
-    import { register } from "node:module";
-    register("data:text/javascript," + encodeURIComponent(${JSON.stringify(hook)}));
-    const { startServer } = await import(${JSON.stringify(server)});
+  const run = runWithoutPostgres(
+    `const { startServer } = await import(${JSON.stringify(server)});
     const running = await startServer({ dataDir: process.argv[1], port: 0, logLevel: "silent" });
     await running.close();
-    console.log("sqlite only");`;
-  const run = spawnSync(
-    process.execPath,
-    ["--input-type=module", "-e", script, join(root, "sqlite-only")],
-    { encoding: "utf8", timeout: 10_000 },
+    console.log("sqlite only");`,
+    [join(root, "sqlite-only")],
   );
   assert.equal(run.stdout.trim(), "sqlite only", run.stderr);
 });

@@ -4,7 +4,6 @@
 // in use, a tampered chain, a running server, a revoked token live again) and the rollback of
 // a failure in the middle.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,6 +31,7 @@ import { SQLITE_MIGRATIONS } from "../store/migrations/sqlite/index.js";
 import { openPostgresStore } from "../store/postgres.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { AgentPrincipal, AuditRecord, NewAgent, NewToken, Store } from "../store/store.js";
+import { runWithoutPostgres } from "../test-support/no-postgres.js";
 import { pgTestUrl, skipWithoutPostgres, TestSchemas } from "../test-support/postgres.js";
 import { type MigrateSummary, migrateSqliteToPostgres } from "./sqlite-to-postgres.js";
 import {
@@ -273,28 +273,21 @@ function rejectsWith(code: string, message: RegExp) {
 
 describe("keyhole migrate: what needs no PostgreSQL", () => {
   it("the default server never loads the postgres driver", () => {
-    // A resolve hook that fails any import of `postgres`: the package's entry point must load
-    // without it, and the PostgreSQL store must not (the check checks itself).
+    // Any import of `postgres` fails in the child: the package's entry point must load without
+    // it, and the PostgreSQL store must not (the check checks itself).
     const index = new URL("../index.js", import.meta.url).href;
     const store = new URL("../store/postgres-db.js", import.meta.url).href;
-    const hook = `export async function resolve(specifier, context, next) {
-      if (specifier === "postgres") throw new Error("postgres-was-loaded");
-      return next(specifier, context);
-    }`;
-    const script = `
-      import { register } from "node:module";
-      register("data:text/javascript," + encodeURIComponent(${JSON.stringify(hook)}));
-      const server = await import(${JSON.stringify(index)});
+    const run = runWithoutPostgres(
+      `const server = await import(${JSON.stringify(index)});
       if (typeof server.migrateSqliteToPostgres !== "function") throw new Error("not exported");
       await import(${JSON.stringify(store)}).then(
         () => { throw new Error("the hook did not fire"); },
         (error) => { if (!String(error).includes("postgres-was-loaded")) throw error; },
       );
-      console.log("lazy");`;
-    const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-      cwd: fileURLToPath(new URL("../..", import.meta.url)),
-      encoding: "utf8",
-    });
+      console.log("lazy");`,
+      [],
+      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
+    );
     assert.equal(run.stdout.trim(), "lazy", run.stderr);
   });
 

@@ -35,8 +35,9 @@ import {
 } from "./postgres-errors.js";
 import {
   type AdvisoryLock,
-  advisoryLockKey,
   compareKeys,
+  type KeyedLock,
+  keyedLocks,
   lockStatement,
   MIGRATION_LOCK_STATEMENT,
 } from "./postgres-locks.js";
@@ -91,9 +92,8 @@ const BATCH_OPERATIONS = 32;
 /** An agent operation waiting for its batch, and how to answer it. */
 interface AgentOp {
   readonly fn: (tx: PgTx) => Promise<unknown>;
-  readonly locks: readonly AdvisoryLock[];
-  /** Its locks' keys, in its own order (agent, then secret): a batch runs in their order. */
-  readonly keys: readonly bigint[];
+  /** Its locks, in its own order (agent, then secret): a batch runs in their keys' order. */
+  readonly locks: readonly KeyedLock[];
   readonly resolve: (result: { value: unknown; records: AuditRecord[] }) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -136,7 +136,7 @@ export class PgTx {
    */
   async lock(lock: AdvisoryLock): Promise<void> {
     if (this.#batched) throw new Error("an operation in a batch takes its locks with BEGIN");
-    const statement = lockStatement(this.#schema, false, [lock]);
+    const statement = lockStatement(false, keyedLocks(this.#schema, [lock]));
     if (statement !== null) await this.sql.unsafe(statement);
   }
 
@@ -266,17 +266,17 @@ export class PgDb {
     locks: readonly AdvisoryLock[] = [],
   ): Promise<{ value: T; records: AuditRecord[] }> {
     if (this.#closed) throw new KeyholeError("unavailable", "the store is closing");
-    if (kind === "owner") return this.#writeAlone(kind, fn, locks);
-    const keys = locks.map((lock) => advisoryLockKey(this.#schema, lock));
+    const keyed = keyedLocks(this.#schema, locks);
+    if (kind === "owner") return this.#writeAlone(kind, fn, keyed);
     return new Promise((resolve, reject) => {
-      this.#batcher.add({ fn, locks, keys, resolve, reject } as AgentOp);
+      this.#batcher.add({ fn, locks: keyed, resolve, reject } as AgentOp);
     });
   }
 
   async #writeAlone<T>(
     kind: WriteKind,
     fn: (tx: PgTx) => Promise<T>,
-    locks: readonly AdvisoryLock[],
+    locks: readonly KeyedLock[],
   ): Promise<{ value: T; records: AuditRecord[] }> {
     const generation = this.#pool.generation;
     try {
@@ -290,15 +290,12 @@ export class PgDb {
   async #transact<T>(
     kind: WriteKind,
     fn: (tx: PgTx) => Promise<T>,
-    locks: readonly AdvisoryLock[],
+    locks: readonly KeyedLock[],
   ): Promise<{ value: T; records: AuditRecord[] }> {
     // Connection failures reach the pool through `TxConnection` (postgres-pool.ts).
     let conn: TxConnection;
     try {
-      conn = await TxConnection.begin(
-        this.sql,
-        lockStatement(this.#schema, kind === "owner", locks),
-      );
+      conn = await TxConnection.begin(this.sql, lockStatement(kind === "owner", locks));
     } catch (error) {
       throw pgStorageError(error) ?? error;
     }
@@ -351,13 +348,12 @@ export class PgDb {
     // In the order of their lock keys, not of arrival: a fetch of a limited grant locks the
     // grant's row (its use count) to the end of the batch, so two batches that met the same
     // two grants in opposite orders would deadlock. In one order, they wait in turn.
-    const ops = [...arrived].sort((a, b) => compareKeys(a.keys, b.keys));
+    const ops = [...arrived].sort((a, b) => compareKeys(a.locks, b.locks));
     let conn: TxConnection;
     try {
       conn = await TxConnection.begin(
         this.sql,
         lockStatement(
-          this.#schema,
           false,
           ops.flatMap((op) => op.locks),
         ),

@@ -43,6 +43,17 @@ export function advisoryLockKey(schema: string, lock: Pick<AdvisoryLock, "kind" 
   return digest.readBigInt64BE(0);
 }
 
+/** A lock by its key: what a transaction takes, computed once per operation. */
+export interface KeyedLock {
+  readonly key: bigint;
+  readonly mode: LockMode;
+}
+
+/** `locks` by their keys, in the same order. */
+export function keyedLocks(schema: string, locks: readonly AdvisoryLock[]): KeyedLock[] {
+  return locks.map((lock) => ({ key: advisoryLockKey(schema, lock), mode: lock.mode }));
+}
+
 /**
  * `SELECT pg_advisory_xact_lock…(…), …`: the owner-write lock when `owner`, then `locks` in the
  * order of their keys, each once (exclusive when any asks for it so). Every transaction takes
@@ -51,15 +62,10 @@ export function advisoryLockKey(schema: string, lock: Pick<AdvisoryLock, "kind" 
  * secret's lock after a read, `PgTx.lock`: it holds no other object lock, and owner writes
  * run one at a time.) Null when there is nothing to lock.
  */
-export function lockStatement(
-  schema: string,
-  owner: boolean,
-  locks: readonly AdvisoryLock[],
-): string | null {
+export function lockStatement(owner: boolean, locks: readonly KeyedLock[]): string | null {
   const modes = new Map<bigint, LockMode>();
-  for (const lock of locks) {
-    const key = advisoryLockKey(schema, lock);
-    if (modes.get(key) !== "exclusive") modes.set(key, lock.mode);
+  for (const { key, mode } of locks) {
+    if (modes.get(key) !== "exclusive") modes.set(key, mode);
   }
   const keys = [...modes.keys()].sort(compareKey);
   const calls = owner ? [`pg_advisory_xact_lock(${LOCK_SPACE}, ${OWNER_WRITE_LOCK})`] : [];
@@ -76,9 +82,9 @@ function compareKey(a: bigint, b: bigint): number {
 }
 
 /** Orders two operations by their lock keys, key by key (a shorter list first on a tie). */
-export function compareKeys(a: readonly bigint[], b: readonly bigint[]): number {
+export function compareKeys(a: readonly KeyedLock[], b: readonly KeyedLock[]): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    const order = compareKey(a[i] as bigint, b[i] as bigint);
+    const order = compareKey((a[i] as KeyedLock).key, (b[i] as KeyedLock).key);
     if (order !== 0) return order;
   }
   return a.length - b.length;
