@@ -60,6 +60,8 @@ describe("database URL", () => {
       ["options=-c%20lock_timeout%3D0", '"options"'],
       ["max=1000", '"max"'],
       ["Hunter2=x", "parameter is"],
+      // What follows a stray ? in a password looks like a parameter: never repeated.
+      ["hunterpart&x=1", "parameter is"],
     ];
     for (const [query, named] of cases) {
       assert.throws(
@@ -67,7 +69,7 @@ describe("database URL", () => {
         (error: unknown) =>
           configError(error) &&
           (error as Error).message.includes(named) &&
-          !(error as Error).message.includes("hunter2") &&
+          !(error as Error).message.toLowerCase().includes("hunter") &&
           !(error as Error).message.includes("Hunter2"),
         query,
       );

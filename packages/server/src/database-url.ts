@@ -29,6 +29,26 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** The query parameters a database URL may carry: how to reach the server, nothing else. */
 const URL_PARAMETERS = ["sslmode", "target_session_attrs"] as const;
 
+/** Parameters people put in database URLs, which an error may name (no other text may be). */
+const KNOWN_PARAMETERS = new Set([
+  "application_name",
+  "channel_binding",
+  "connect_timeout",
+  "gssencmode",
+  "idle_in_transaction_session_timeout",
+  "lock_timeout",
+  "max",
+  "options",
+  "search_path",
+  "sslcert",
+  "sslcrl",
+  "sslkey",
+  "sslnegotiation",
+  "sslpassword",
+  "sslrootcert",
+  "statement_timeout",
+]);
+
 /** `sslmode` values the driver implements (it has no `verify-ca`). */
 const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-full"] as const;
 type SslMode = (typeof SSL_MODES)[number];
@@ -141,7 +161,9 @@ function checkParameters(params: URLSearchParams): {
     if (!(URL_PARAMETERS as readonly string[]).includes(name)) {
       // The driver would send any other parameter to PostgreSQL as a connection setting, over
       // the server's own (`?search_path=` beating --database-schema, `?statement_timeout=0`).
-      const named = /^[a-z_]{1,40}$/.test(name) ? ` "${name}"` : "";
+      // Named only when it is a well-known one: text after a stray ? in an unencoded password
+      // would parse as a "parameter", and must not be repeated.
+      const named = KNOWN_PARAMETERS.has(name) ? ` "${name}"` : "";
       throw new KeyholeError(
         "config_error",
         `the database URL's parameter${named} is not supported (supported: ` +
